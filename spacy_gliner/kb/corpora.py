@@ -16,9 +16,13 @@ from __future__ import annotations
 import json
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+
+if TYPE_CHECKING:  # only for annotations; keeps this module importable on its own
+    from .entities import Entity
 
 PathLike = Union[str, Path]
 
@@ -361,3 +365,53 @@ def read_bio_entities(path: PathLike, sep: Optional[str] = None) -> Iterator[Tup
                 words, kind = [parts[0]], tag[2:]
         if words and kind:
             yield " ".join(words), kind
+
+
+# --------------------------------------------------------------------------- #
+# From gold annotations to KB entities
+# --------------------------------------------------------------------------- #
+
+
+def entities_from_documents(docs: Iterable[LinkedDocument],
+                            alias_docs: Iterable[LinkedDocument] = ()) -> List["Entity"]:
+    """One :class:`~spacy_gliner.kb.entities.Entity` per gold entity id in ``docs``.
+
+    * name: the most frequent gold name given for the id (ties: first seen);
+      entities whose corpus gives no name are skipped (nothing to read);
+    * types: every type label seen for the id, in first-seen order;
+    * aliases, ``alias_priors`` and ``prior``: only from ``alias_docs``, the
+      mention surface forms linked to the id and their counts. Keep
+      evaluation documents out of ``alias_docs``: otherwise the KB would
+      contain the test mentions and exact-match recall would be inflated.
+    * description: None (these corpora carry none), so the model reads
+      ``"name (types)"`` (see ``entity_text``).
+    """
+    from .entities import Entity
+
+    names: Dict[str, Counter] = {}
+    types: Dict[str, Dict[str, None]] = {}
+    for doc in docs:
+        for mention in doc.linked_mentions:
+            if mention.name:
+                names.setdefault(mention.entity_id, Counter())[mention.name] += 1
+                bucket = types.setdefault(mention.entity_id, {})
+                for label in mention.types:
+                    bucket.setdefault(label, None)
+    surface_counts: Dict[str, Counter] = {}
+    for doc in alias_docs:
+        for mention in doc.linked_mentions:
+            if mention.entity_id in names:
+                surface_counts.setdefault(mention.entity_id, Counter())[" ".join(mention.text.split())] += 1
+    entities = []
+    for entity_id, counter in names.items():
+        name = counter.most_common(1)[0][0]
+        surfaces = surface_counts.get(entity_id, Counter())
+        entities.append(Entity(
+            id=entity_id,
+            name=name,
+            aliases=tuple(s for s in surfaces if s != name),
+            types=tuple(types.get(entity_id, {})),
+            prior=float(sum(surfaces.values())),
+            alias_priors={s: float(c) for s, c in surfaces.items()},
+        ))
+    return entities

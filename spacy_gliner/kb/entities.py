@@ -67,12 +67,11 @@ class Entity:
         return list(seen.values())
 
     def alias_weight(self, normalized_alias: str) -> float:
-        """Weight of this entity for an alias key: its alias prior if one was
-        given for a surface form with that key, else the entity's prior."""
-        for surface, weight in self.alias_priors.items():
-            if normalize_mention(surface) == normalized_alias:
-                return float(weight)
-        return float(self.prior)
+        """Weight of this entity for an alias key: the sum of the alias priors of
+        its surface forms with that key ("LONDON" and "London" share one), or
+        the entity's prior when no alias prior was given for that key."""
+        matching = [w for surface, w in self.alias_priors.items() if normalize_mention(surface) == normalized_alias]
+        return float(sum(matching)) if matching else float(self.prior)
 
     def to_json(self) -> Dict[str, Any]:
         """The JSONL object for this entity (empty optional fields omitted)."""
