@@ -1,0 +1,126 @@
+"""From logits to spans: thresholding, window ownership and greedy selection.
+
+Behaviour follows the reference package: a (span, label) pair is a candidate when its sigmoid
+score is strictly above the threshold; candidates are taken in descending score order (ties keep
+position order) and a candidate is dropped when it conflicts with one already taken. Flat
+decoding forbids any overlap; nested decoding forbids only crossing spans. With ``multi_label``
+the same span may carry several labels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from .windows import Window
+
+
+@dataclass(frozen=True)
+class DecodedSpan:
+    start: int  # first word, document offsets
+    end: int  # one past the last word
+    label: int  # index into the label list
+    score: float
+
+
+def span_candidates(probs, windows: Sequence[Window], threshold: float) -> Dict[int, List[DecodedSpan]]:
+    """Candidates from span-model probabilities (B, W, K, C), grouped by document.
+
+    Vectorised: one ``nonzero`` over the batch; only spans above the threshold reach Python.
+    """
+    import torch
+
+    batch_idx, start_idx, width_idx, label_idx = torch.nonzero(probs > threshold, as_tuple=True)
+    by_doc: Dict[int, List[DecodedSpan]] = {}
+    if batch_idx.numel() == 0:
+        return by_doc
+    scores = probs[batch_idx, start_idx, width_idx, label_idx].float().cpu().numpy()
+    batch_idx, start_idx, width_idx, label_idx = (t.cpu().numpy() for t in (batch_idx, start_idx, width_idx, label_idx))
+    lengths = np.array([w.length for w in windows])
+    offsets = np.array([w.start for w in windows])
+    own_start = np.array([w.own_start for w in windows])
+    own_end = np.array([w.own_end for w in windows])
+    doc_start = offsets[batch_idx] + start_idx
+    keep = (start_idx + width_idx + 1 <= lengths[batch_idx]) & (doc_start >= own_start[batch_idx]) & (
+        doc_start < own_end[batch_idx]
+    )
+    for b, s, k, c, score in zip(batch_idx[keep], doc_start[keep], width_idx[keep], label_idx[keep], scores[keep]):
+        by_doc.setdefault(windows[b].doc_index, []).append(DecodedSpan(int(s), int(s + k + 1), int(c), float(score)))
+    return by_doc
+
+
+def token_candidates(logits, windows: Sequence[Window], threshold: float) -> Dict[int, List[DecodedSpan]]:
+    """Candidates from token-level logits (B, W, C, 3): start, end and inside scores.
+
+    A span runs from a start above the threshold to an end above it (same label), every word
+    inside scoring at least the threshold; its score is the minimum of all of those.
+    """
+    import torch
+
+    probs = torch.sigmoid(logits.float()).cpu().numpy()
+    by_doc: Dict[int, List[DecodedSpan]] = {}
+    for b, window in enumerate(windows):
+        n = window.length
+        start_p, end_p, inside_p = probs[b, :n, :, 0], probs[b, :n, :, 1], probs[b, :n, :, 2]
+        starts = np.argwhere(start_p > threshold)  # rows: (position, label), position-major
+        ends = np.argwhere(end_p > threshold)
+        if not len(starts) or not len(ends):
+            continue
+        spans = by_doc.setdefault(window.doc_index, [])
+        for st, label in starts:
+            doc_start = window.start + st
+            if not window.own_start <= doc_start < window.own_end:
+                continue
+            for ed, end_label in ends:
+                if ed < st or end_label != label:
+                    continue
+                inside = inside_p[st : ed + 1, label]
+                if (inside < threshold).any():
+                    continue
+                score = min(float(inside.min()), float(start_p[st, label]), float(end_p[ed, label]))
+                spans.append(DecodedSpan(int(doc_start), int(window.start + ed + 1), int(label), score))
+    return by_doc
+
+
+def greedy_select(candidates: Sequence[DecodedSpan], nested: bool, multi_label: bool) -> List[DecodedSpan]:
+    """The reference's greedy search with per-word bookkeeping of taken spans.
+
+    Any taken span that overlaps a candidate covers one of the candidate's words, so checking the
+    spans recorded on those words finds every conflict without comparing against all taken spans.
+    """
+    ordered = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)
+    covering: Dict[int, List[tuple]] = {}  # word -> taken (start, end) spans covering it
+    taken_spans = set()
+    chosen: List[DecodedSpan] = []
+    for i in ordered:
+        span = candidates[i]
+        key = (span.start, span.end)
+        if key in taken_spans:
+            if not multi_label:
+                continue
+            chosen.append(span)
+            continue
+        conflict = False
+        for word in range(span.start, span.end):
+            for other in covering.get(word, ()):
+                if not nested or not (
+                    (other[0] <= span.start and span.end <= other[1]) or (span.start <= other[0] and other[1] <= span.end)
+                ):
+                    conflict = True
+                    break
+            if conflict:
+                break
+        if conflict:
+            continue
+        chosen.append(span)
+        taken_spans.add(key)
+        for word in range(span.start, span.end):
+            covering.setdefault(word, []).append(key)
+    chosen.sort(key=lambda s: s.start)
+    return chosen
+
+
+def best_non_overlapping(spans: Sequence[DecodedSpan]) -> List[DecodedSpan]:
+    """The highest-scoring spans that do not overlap, for ``doc.ents``."""
+    return greedy_select(spans, nested=False, multi_label=False)

@@ -1,0 +1,166 @@
+"""Entity extraction over word sequences: windows, label groups, batched scoring, decoding.
+
+This is the whole inference path below the spaCy component, on plain word lists:
+words -> windows -> encoder -> scores -> candidates -> decoded spans.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from .decoding import DecodedSpan, greedy_select, span_candidates, token_candidates
+from .modeling.checkpoint import GlinerCheckpoint
+from .modeling.inputs import MAX_PIECES_PER_WORD, InputBuilder
+from .modeling.label_cache import LabelVectorCache
+from .windows import Window, plan_windows
+
+
+@dataclass
+class DecodeSettings:
+    threshold: float = 0.5
+    nested: bool = False
+    multi_label: bool = False
+
+
+class EntityExtractor:
+    """Runs one loaded GLiNER checkpoint over documents given as word lists.
+
+    ``max_window_words`` defaults to the checkpoint's ``max_len``; ``window_overlap`` to twice
+    the maximum span width, which makes window borders invisible in the output for span models.
+    """
+
+    def __init__(
+        self,
+        checkpoint: GlinerCheckpoint,
+        batch_size: int = 8,
+        max_window_words: Optional[int] = None,
+        window_overlap: Optional[int] = None,
+        label_chunk_size: int = 4096,
+        label_cache_dtype: str = "float32",
+    ):
+        self.checkpoint = checkpoint
+        self.config = checkpoint.config
+        self.model = checkpoint.model
+        self.inputs = InputBuilder(checkpoint.tokenizer, checkpoint.config, checkpoint.label_tokenizer)
+        self.batch_size = batch_size
+        self.max_window_words = max_window_words or self.config.max_len
+        self.window_overlap = window_overlap if window_overlap is not None else 2 * self.config.max_width
+        if self.window_overlap >= self.max_window_words:
+            raise ValueError(
+                f"window_overlap ({self.window_overlap}) must be smaller than max_window_words "
+                f"({self.max_window_words})."
+            )
+        self.label_chunk_size = label_chunk_size
+        self.label_cache = LabelVectorCache(label_cache_dtype) if self.config.bi_encoder else None
+
+    # -- labels -----------------------------------------------------------------------------
+    @property
+    def text_budget(self) -> int:
+        return self.inputs.max_tokens - self.inputs.special_count
+
+    @property
+    def prompt_budget(self) -> int:
+        """Subwords a uni-encoder label prompt may use; the rest of the window is for text."""
+        return self.text_budget - max(MAX_PIECES_PER_WORD, self.text_budget // 2)
+
+    def check_labels(self, label_texts: Sequence[str]) -> None:
+        """Raise if a label cannot be read whole by the model."""
+        for text in label_texts:
+            if self.config.bi_encoder:
+                length, limit = self.inputs.label_token_length(text), self.inputs.label_max_tokens
+            else:
+                length, limit = self.inputs.label_prompt_length(text) + 1, self.prompt_budget
+            if length > limit:
+                raise ValueError(
+                    f"label {text[:80]!r} takes {length} subwords but at most {limit} fit in the encoder "
+                    "window; shorten the label or its description."
+                )
+
+    def label_groups(self, label_texts: Sequence[str]) -> List[List[int]]:
+        """Uni-encoder: split labels into prompts that fit beside the text. Bi-encoder: one group."""
+        if self.config.bi_encoder:
+            return [list(range(len(label_texts)))]
+        groups: List[List[int]] = [[]]
+        used = 1  # the closing separator
+        for index, text in enumerate(label_texts):
+            cost = self.inputs.label_prompt_length(text)
+            if groups[-1] and used + cost > self.prompt_budget:
+                groups.append([])
+                used = 1
+            groups[-1].append(index)
+            used += cost
+        return groups
+
+    def encode_label_texts(self, texts: List[str]) -> torch.Tensor:
+        ids, mask = self.inputs.tokenize_labels(texts)
+        with torch.inference_mode():
+            return self.model.label_vectors(ids.to(self.model.device), mask.to(self.model.device))
+
+    def prepare_label_vectors(self, label_texts: Sequence[str], progress: bool = True) -> int:
+        """Bi-encoder: make sure every label text has a cached vector; returns how many were computed."""
+        return self.label_cache.fill(label_texts, self.encode_label_texts, progress=progress)
+
+    # -- documents --------------------------------------------------------------------------
+    def windows_for(self, pieces: Sequence[Sequence[List[int]]], prompt_length: int) -> List[Window]:
+        budget = self.text_budget - prompt_length
+        windows: List[Window] = []
+        for doc_index, doc_pieces in enumerate(pieces):
+            counts = [len(p) for p in doc_pieces]
+            windows.extend(plan_windows(doc_index, counts, self.max_window_words, budget, self.window_overlap))
+        return windows
+
+    def extract(
+        self, docs_words: Sequence[Sequence[str]], label_texts: Sequence[str], settings: DecodeSettings
+    ) -> List[List[DecodedSpan]]:
+        """Decoded spans per document, in document order; labels index into ``label_texts``."""
+        results: List[List[DecodedSpan]] = [[] for _ in docs_words]
+        if not label_texts or not any(docs_words):
+            return results
+        pieces = [self.inputs.word_pieces(words) for words in docs_words]
+        candidates: Dict[int, List[DecodedSpan]] = {}
+        if self.config.bi_encoder:
+            self.prepare_label_vectors(label_texts)
+        for group in self.label_groups(label_texts):
+            group_texts = [label_texts[i] for i in group]
+            prompt = [] if self.config.bi_encoder else self.inputs.prompt_ids(group_texts)
+            windows = self.windows_for(pieces, len(prompt))
+            for doc_index, spans in self._score_windows(windows, pieces, prompt, group_texts, settings.threshold).items():
+                candidates.setdefault(doc_index, []).extend(
+                    DecodedSpan(s.start, s.end, group[s.label], s.score) for s in spans
+                )
+        for doc_index, spans in candidates.items():
+            results[doc_index] = greedy_select(spans, settings.nested, settings.multi_label)
+        return results
+
+    def _score_windows(self, windows, pieces, prompt, label_texts, threshold) -> Dict[int, List[DecodedSpan]]:
+        order = sorted(range(len(windows)), key=lambda i: sum(len(p) for p in pieces[windows[i].doc_index][windows[i].start : windows[i].end]))
+        found: Dict[int, List[DecodedSpan]] = {}
+        device = self.model.device
+        with torch.inference_mode():
+            for begin in range(0, len(order), self.batch_size):
+                batch_windows = [windows[i] for i in order[begin : begin + self.batch_size]]
+                batch = self.inputs.build(
+                    [pieces[w.doc_index][w.start : w.end] for w in batch_windows], prompt
+                ).to(device)
+                reps = self.model.represent(batch)
+                for offset, labels in self._label_chunks(label_texts, device):
+                    logits = self.model.score(reps, labels)
+                    if self.config.is_span_model:
+                        by_doc = span_candidates(torch.sigmoid(logits), batch_windows, threshold)
+                    else:
+                        by_doc = token_candidates(logits, batch_windows, threshold)
+                    for doc_index, spans in by_doc.items():
+                        found.setdefault(doc_index, []).extend(
+                            DecodedSpan(s.start, s.end, s.label + offset, s.score) for s in spans
+                        )
+        return found
+
+    def _label_chunks(self, label_texts, device):
+        """Uni-encoder: the prompt's own labels. Bi-encoder: cached vectors, in bounded chunks."""
+        if not self.config.bi_encoder:
+            yield 0, None
+            return
+        for begin in range(0, len(label_texts), self.label_chunk_size):
+            yield begin, self.label_cache.vectors(label_texts[begin : begin + self.label_chunk_size], device)

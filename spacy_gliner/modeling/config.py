@@ -1,0 +1,178 @@
+"""What a GLiNER checkpoint's ``gliner_config.json`` says, validated.
+
+The reference package accepts many experimental options. We support the families that are
+published on the hub and refuse everything else by name, so that a checkpoint is never run
+with a silently different architecture.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+SPAN_MODES = ("markerV0", "marker")
+TOKEN_MODE = "token_level"
+SUBTOKEN_POOLING = ("first", "last", "mean", "max")
+
+# Options whose non-default value changes the architecture in ways we do not implement.
+_UNSUPPORTED_IF_SET = {
+    "labels_decoder": "label-generation decoders",
+    "post_fusion_schema": "post-fusion cross-attention layers",
+    "span_encoder_config": "span context encoders",
+    "decoder_config": "streaming decoder backbones",
+    "triples_layer": "triples layers",
+}
+_UNSUPPORTED_IF_TRUE = {
+    "fuse_layers": "layer fusion",
+    "represent_spans": "token-level span representations",
+    "precomputed_prompts_mode": "precomputed prompt embeddings",
+}
+
+
+class UnsupportedCheckpointError(ValueError):
+    """The checkpoint uses an option this package does not implement."""
+
+
+@dataclass
+class GlinerConfig:
+    """The architecture of one GLiNER checkpoint.
+
+    ``raw`` keeps the original dictionary so that saving writes back exactly what was read
+    (plus what training changed), keeping our checkpoints loadable by the reference package.
+    """
+
+    family: str  # "span" or "token"
+    bi_encoder: bool
+    relex: bool
+    hidden_size: int
+    max_width: int
+    max_len: int
+    span_mode: str
+    num_rnn_layers: int
+    dropout: float
+    subtoken_pooling: str
+    embed_ent_token: bool
+    class_token_index: int
+    ent_token: str
+    sep_token: str
+    encoder_config: Optional[Dict[str, Any]]
+    labels_encoder_config: Optional[Dict[str, Any]]
+    model_name: str
+    labels_encoder_name: Optional[str]
+    vocab_size: int
+    rel_token: str = "<<REL>>"
+    rel_token_index: int = -1
+    embed_rel_token: bool = True
+    relations_layer: Optional[str] = None
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def is_span_model(self) -> bool:
+        return self.family == "span"
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], source: str = "gliner_config.json") -> "GlinerConfig":
+        data = dict(data)
+        for key, what in _UNSUPPORTED_IF_SET.items():
+            if data.get(key):
+                raise UnsupportedCheckpointError(
+                    f"{source}: '{key}' is set ({what}); spacy-gliner supports the uni-encoder, "
+                    "bi-encoder, token-level and relex families only. Use a checkpoint without "
+                    f"'{key}'."
+                )
+        for key, what in _UNSUPPORTED_IF_TRUE.items():
+            if data.get(key):
+                raise UnsupportedCheckpointError(
+                    f"{source}: '{key}' is true ({what}), which spacy-gliner does not implement."
+                )
+        model_type = data.get("model_type") or ""
+        if model_type and model_type not in _KNOWN_MODEL_TYPES:
+            raise UnsupportedCheckpointError(
+                f"{source}: model_type {model_type!r} is not supported; supported: "
+                f"{', '.join(sorted(_KNOWN_MODEL_TYPES))}."
+            )
+        span_mode = data.get("span_mode", "markerV0")
+        if span_mode in ("token-level", TOKEN_MODE) or model_type.endswith("_token") or "token_relex" in model_type:
+            span_mode = TOKEN_MODE
+        if span_mode != TOKEN_MODE and span_mode not in SPAN_MODES:
+            raise UnsupportedCheckpointError(
+                f"{source}: span_mode {span_mode!r} is not supported; supported: "
+                f"{', '.join(SPAN_MODES + (TOKEN_MODE,))}."
+            )
+        pooling = data.get("subtoken_pooling", "first")
+        if pooling not in SUBTOKEN_POOLING:
+            raise UnsupportedCheckpointError(
+                f"{source}: subtoken_pooling {pooling!r} is not supported; supported: {', '.join(SUBTOKEN_POOLING)}."
+            )
+        bi_encoder = bool(data.get("labels_encoder")) or model_type.startswith("gliner_bi_encoder")
+        relex = data.get("relations_layer") is not None or "relex" in model_type
+        if relex and span_mode == TOKEN_MODE:
+            raise UnsupportedCheckpointError(f"{source}: token-level relex checkpoints are not supported.")
+        if relex and bi_encoder:
+            raise UnsupportedCheckpointError(f"{source}: bi-encoder relex checkpoints are not supported.")
+        return cls(
+            family="token" if span_mode == TOKEN_MODE else "span",
+            bi_encoder=bi_encoder,
+            relex=relex,
+            hidden_size=int(data.get("hidden_size", 512)),
+            max_width=int(data.get("max_width", 12)),
+            max_len=int(data.get("max_len", 384)),
+            span_mode=span_mode,
+            num_rnn_layers=int(data.get("num_rnn_layers", 1) or 0),
+            dropout=float(data.get("dropout", 0.4)),
+            subtoken_pooling=pooling,
+            embed_ent_token=bool(data.get("embed_ent_token", True)),
+            class_token_index=int(data.get("class_token_index", -1)),
+            ent_token=data.get("ent_token", "<<ENT>>"),
+            sep_token=data.get("sep_token", "<<SEP>>"),
+            encoder_config=data.get("encoder_config"),
+            labels_encoder_config=data.get("labels_encoder_config"),
+            model_name=data.get("model_name", ""),
+            labels_encoder_name=data.get("labels_encoder"),
+            vocab_size=int(data.get("vocab_size", -1)),
+            rel_token=data.get("rel_token", "<<REL>>"),
+            rel_token_index=int(data.get("rel_token_index", -1)),
+            embed_rel_token=bool(data.get("embed_rel_token", True)),
+            relations_layer=data.get("relations_layer"),
+            raw=data,
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = dict(self.raw)
+        data.update(
+            hidden_size=self.hidden_size,
+            max_width=self.max_width,
+            max_len=self.max_len,
+            span_mode=self.span_mode,
+            num_rnn_layers=self.num_rnn_layers,
+            dropout=self.dropout,
+            subtoken_pooling=self.subtoken_pooling,
+            embed_ent_token=self.embed_ent_token,
+            class_token_index=self.class_token_index,
+            ent_token=self.ent_token,
+            sep_token=self.sep_token,
+            encoder_config=self.encoder_config,
+            labels_encoder_config=self.labels_encoder_config,
+            model_name=self.model_name,
+            labels_encoder=self.labels_encoder_name,
+            vocab_size=self.vocab_size,
+        )
+        if self.relex:
+            data.update(
+                rel_token=self.rel_token,
+                rel_token_index=self.rel_token_index,
+                embed_rel_token=self.embed_rel_token,
+                relations_layer=self.relations_layer,
+            )
+        return data
+
+
+_KNOWN_MODEL_TYPES = {
+    "gliner_uni_encoder_span",
+    "gliner_uni_encoder_token",
+    "gliner_bi_encoder_span",
+    "gliner_bi_encoder_token",
+    "gliner_bi_encoder",
+    "gliner_uni_encoder",
+    "gliner_uni_encoder_span_relex",
+    "gliner",
+}

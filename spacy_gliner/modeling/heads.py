@@ -1,0 +1,70 @@
+"""Scoring heads: span markers (span models) and the token scorer (token-level models)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import feed_forward
+
+
+class SpanMarkerHead(nn.Module):
+    """Vector for every span (start word, width) from its projected endpoints.
+
+    ``markerV0`` uses 4x feed-forward projections and a feed-forward output layer; ``marker``
+    uses 2x projections and a linear output layer. The two differ only in sizes, so one class.
+    """
+
+    def __init__(self, hidden_size: int, max_width: int, dropout: float, mode: str):
+        super().__init__()
+        self.max_width = max_width
+        expansion = 4 if mode == "markerV0" else 2
+        self.project_start = feed_forward(hidden_size, hidden_size, hidden_size * expansion, dropout)
+        self.project_end = feed_forward(hidden_size, hidden_size, hidden_size * expansion, dropout)
+        if mode == "markerV0":
+            self.out_project = feed_forward(hidden_size * 2, hidden_size, hidden_size * 4, dropout)
+        else:
+            self.out_project = nn.Linear(hidden_size * 2, hidden_size)
+
+    def forward(self, words: torch.Tensor) -> torch.Tensor:
+        """(B, W, D) word vectors -> (B, W, K, D) span vectors; span (i, k) covers words i..i+k.
+
+        Spans running past the last word read a zero end vector; the decoder never keeps them.
+        """
+        batch, num_words, dim = words.shape
+        start = self.project_start(words)
+        end = self.project_end(words)
+        padded_end = F.pad(end, (0, 0, 0, self.max_width - 1))
+        # unfold gives (B, W, D, K): end vectors of words i..i+K-1 for each start i.
+        end_by_width = padded_end.unfold(1, self.max_width, 1).permute(0, 1, 3, 2)
+        start_by_width = start.unsqueeze(2).expand(-1, -1, self.max_width, -1)
+        pair = torch.cat([start_by_width, end_by_width], dim=-1).relu()
+        return self.out_project(pair)
+
+
+class TokenScorer(nn.Module):
+    """Per word and label: start, end and inside logits (token-level GLiNER)."""
+
+    def __init__(self, hidden_size: int, dropout: float):
+        super().__init__()
+        self.proj_token = nn.Linear(hidden_size, hidden_size * 2)
+        self.proj_label = nn.Linear(hidden_size, hidden_size * 2)
+        self.out_mlp = nn.Sequential(
+            nn.Linear(hidden_size * 3, hidden_size * 4), nn.Dropout(dropout), nn.ReLU(), nn.Linear(hidden_size * 4, 3)
+        )
+
+    def forward(self, words: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(B, W, D) words and (B, C, D) labels -> (B, W, C, 3) logits."""
+        batch, num_words, dim = words.shape
+        num_labels = labels.size(1)
+        word_a, word_b = self.proj_token(words).view(batch, num_words, 1, 2, dim).unbind(3)
+        label_a, label_b = self.proj_label(labels).view(batch, 1, num_labels, 2, dim).unbind(3)
+        features = torch.cat(
+            [
+                word_a.expand(-1, -1, num_labels, -1),
+                label_a.expand(-1, num_words, -1, -1),
+                word_b * label_b,
+            ],
+            dim=-1,
+        )
+        return self.out_mlp(features)

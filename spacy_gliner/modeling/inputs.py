@@ -1,0 +1,125 @@
+"""From words to subword ids: word pieces, label prompts and padded batches.
+
+Each word is tokenized once per document and label prompts once per label set, then batches are
+assembled from the cached ids. This yields the same ids as tokenizing the whole
+``prompt + words`` sequence with ``is_split_into_words=True``, which the reference does per call.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from .config import GlinerConfig
+from .model import EncodedBatch
+
+# A word longer than this many subwords keeps only its first ones: its vector is read from its
+# first subword anyway ("first" pooling), and one runaway token (a URL, a base64 blob) must not
+# take a whole encoder window.
+MAX_PIECES_PER_WORD = 32
+
+
+class InputBuilder:
+    def __init__(self, tokenizer, config: GlinerConfig, label_tokenizer=None):
+        self.tokenizer = tokenizer
+        self.label_tokenizer = label_tokenizer
+        self.config = config
+        probe = tokenizer.build_inputs_with_special_tokens([-1])
+        at = probe.index(-1)
+        self.prefix_ids: List[int] = probe[:at]
+        self.suffix_ids: List[int] = probe[at + 1:]
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.unk_id = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else self.pad_id
+        self._prompt_cache: Dict[Tuple[str, ...], List[int]] = {}
+
+    @property
+    def max_tokens(self) -> int:
+        """Subwords the text encoder takes in one sequence, special tokens included."""
+        limit = self.tokenizer.model_max_length or 512
+        positions = (self.config.encoder_config or {}).get("max_position_embeddings")
+        if positions and (limit > 100_000 or limit > positions):
+            limit = positions
+        return int(min(limit, 100_000))
+
+    @property
+    def special_count(self) -> int:
+        return len(self.prefix_ids) + len(self.suffix_ids)
+
+    def word_pieces(self, words: Sequence[str]) -> List[List[int]]:
+        """Subword ids of each word; a word the tokenizer drops entirely becomes one unknown token."""
+        if not words:
+            return []
+        encoded = self.tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)
+        pieces: List[List[int]] = [[] for _ in words]
+        for token_id, word_id in zip(encoded["input_ids"], encoded.word_ids()):
+            if word_id is not None:
+                pieces[word_id].append(token_id)
+        return [p[:MAX_PIECES_PER_WORD] if p else [self.unk_id] for p in pieces]
+
+    def prompt_ids(self, label_texts: Sequence[str]) -> List[int]:
+        """``<<ENT>> label1 <<ENT>> label2 ... <<SEP>>`` as ids, cached per label tuple."""
+        key = tuple(label_texts)
+        cached = self._prompt_cache.get(key)
+        if cached is None:
+            prompt_words: List[str] = []
+            for text in label_texts:
+                prompt_words.append(self.config.ent_token)
+                if text:
+                    prompt_words.append(text)
+            prompt_words.append(self.config.sep_token)
+            cached = [i for piece in self.word_pieces(prompt_words) for i in piece]
+            if len(self._prompt_cache) > 64:
+                self._prompt_cache.clear()
+            self._prompt_cache[key] = cached
+        return cached
+
+    def label_prompt_length(self, text: str) -> int:
+        """Subwords one label adds to a uni-encoder prompt (its marker included)."""
+        return 1 + (sum(len(p) for p in self.word_pieces([text])) if text else 0)
+
+    def build(self, windows: Sequence[Sequence[List[int]]], prompt: Optional[List[int]] = None) -> EncodedBatch:
+        """Pad a batch of windows (each a list of per-word piece lists) into model inputs."""
+        prompt = prompt or []
+        pooling = self.config.subtoken_pooling
+        rows_ids, rows_words = [], []
+        for window in windows:
+            ids = list(self.prefix_ids) + list(prompt)
+            marks = [0] * len(ids)
+            for index, pieces in enumerate(window, start=1):
+                ids.extend(pieces)
+                if pooling == "first":
+                    marks.extend([index] + [0] * (len(pieces) - 1))
+                elif pooling == "last":
+                    marks.extend([0] * (len(pieces) - 1) + [index])
+                else:
+                    marks.extend([index] * len(pieces))
+            ids.extend(self.suffix_ids)
+            marks.extend([0] * len(self.suffix_ids))
+            rows_ids.append(ids)
+            rows_words.append(marks)
+        width = max(len(r) for r in rows_ids)
+        input_ids = torch.full((len(rows_ids), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows_ids), width), dtype=torch.long)
+        words_mask = torch.zeros((len(rows_ids), width), dtype=torch.long)
+        for row, (ids, marks) in enumerate(zip(rows_ids, rows_words)):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention[row, : len(ids)] = 1
+            words_mask[row, : len(marks)] = torch.tensor(marks)
+        num_words = torch.tensor([len(w) for w in windows], dtype=torch.long)
+        return EncodedBatch(input_ids, attention, words_mask, num_words)
+
+    def tokenize_labels(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Bi-encoder label tower inputs."""
+        encoded = self.label_tokenizer(list(texts), padding="longest", truncation=True, return_tensors="pt")
+        return encoded["input_ids"], encoded["attention_mask"]
+
+    def label_token_length(self, text: str) -> int:
+        return len(self.label_tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    @property
+    def label_max_tokens(self) -> int:
+        limit = self.label_tokenizer.model_max_length or 512
+        positions = (self.config.labels_encoder_config or {}).get("max_position_embeddings")
+        if positions and (limit > 100_000 or limit > positions):
+            limit = positions
+        return int(min(limit, 100_000))

@@ -1,0 +1,113 @@
+"""The GLiNER network: encoders, word contextualisation and a scoring head, assembled from a config."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .config import GlinerConfig
+from .encoders import LabelEncoder, TextEncoder, build_transformer, gather_prompt_vectors, pool_words
+from .heads import SpanMarkerHead, TokenScorer
+from .layers import WordLSTM, feed_forward
+
+
+@dataclass
+class EncodedBatch:
+    """Model inputs for a batch of windows.
+
+    ``words_mask`` maps each subword to its 1-based word index (0 elsewhere). For uni-encoder
+    models the label prompt is inside ``input_ids``; for bi-encoder models labels come as vectors.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    words_mask: torch.Tensor
+    num_words: torch.Tensor
+
+    def to(self, device: torch.device) -> "EncodedBatch":
+        return EncodedBatch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.words_mask, self.num_words)))
+
+
+@dataclass
+class WordRepresentations:
+    words: torch.Tensor  # (B, W, D) after the optional LSTM
+    word_mask: torch.Tensor  # (B, W)
+    prompt_vectors: Optional[torch.Tensor]  # (B, C, D) uni-encoder label vectors, before projection
+    prompt_mask: Optional[torch.Tensor]
+    token_embeddings: torch.Tensor  # (B, T, D), kept for heads that read other prompt markers
+
+
+class GlinerModel(nn.Module):
+    def __init__(self, config: GlinerConfig, encoder: nn.Module, label_encoder: Optional[nn.Module] = None):
+        super().__init__()
+        self.config = config
+        self.text_encoder = TextEncoder(encoder, config.hidden_size)
+        if config.bi_encoder:
+            if label_encoder is None:
+                raise ValueError("a bi-encoder GLiNER needs a label encoder")
+            self.label_encoder = LabelEncoder(label_encoder, config.hidden_size)
+        if config.num_rnn_layers > 0:
+            self.word_lstm = WordLSTM(config.hidden_size, config.num_rnn_layers)
+        if config.is_span_model:
+            self.span_head = SpanMarkerHead(config.hidden_size, config.max_width, config.dropout, config.span_mode)
+            self.label_projection = feed_forward(
+                config.hidden_size, config.hidden_size, config.hidden_size * 4, config.dropout
+            )
+        else:
+            self.token_scorer = TokenScorer(config.hidden_size, config.dropout)
+
+    @classmethod
+    def from_config(cls, config: GlinerConfig) -> "GlinerModel":
+        """Random weights in the shape the config describes (loading fills them in)."""
+        if config.encoder_config is None:
+            raise ValueError("config has no encoder_config; resolve it before building the model")
+        encoder = build_transformer(config.encoder_config)
+        label_encoder = build_transformer(config.labels_encoder_config) if config.bi_encoder else None
+        return cls(config, encoder, label_encoder)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # -- representations -------------------------------------------------------------------
+    def represent(self, batch: EncodedBatch) -> WordRepresentations:
+        tokens = self.text_encoder(batch.input_ids, batch.attention_mask)
+        words, word_mask = pool_words(tokens, batch.words_mask, batch.num_words, self.config.subtoken_pooling)
+        prompts = prompt_mask = None
+        if not self.config.bi_encoder:
+            prompts, prompt_mask = gather_prompt_vectors(
+                tokens, batch.input_ids, batch.attention_mask, self.config.class_token_index, self.config.embed_ent_token
+            )
+        # The reference bi-encoder (gliner 0.2.29) holds LSTM weights but never applies them.
+        if hasattr(self, "word_lstm") and not self.config.bi_encoder:
+            words = self.word_lstm(words, word_mask)
+        return WordRepresentations(words, word_mask, prompts, prompt_mask, tokens)
+
+    def label_vectors(self, label_input_ids: torch.Tensor, label_attention_mask: torch.Tensor) -> torch.Tensor:
+        """Bi-encoder: (N, D) label vectors ready for scoring (projection included for span models)."""
+        pooled = self.label_encoder(label_input_ids, label_attention_mask)
+        return self.finish_label_vectors(pooled)
+
+    def finish_label_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
+        return self.label_projection(vectors) if self.config.is_span_model else vectors
+
+    # -- scoring ------------------------------------------------------------------------------
+    def score(self, reps: WordRepresentations, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits: (B, W, K, C) for span models, (B, W, C, 3) for token-level models.
+
+        ``labels`` are finished label vectors, (C, D) shared or (B, C, D); uni-encoder models
+        take them from the prompt when not given.
+        """
+        if labels is None:
+            labels = self.finish_label_vectors(reps.prompt_vectors)
+        if labels.dim() == 2:
+            labels = labels.unsqueeze(0).expand(reps.words.size(0), -1, -1)
+        if self.config.is_span_model:
+            spans = self.span_head(reps.words)
+            return torch.einsum("bwkd,bcd->bwkc", spans, labels)
+        return self.token_scorer(reps.words, labels)
+
+    def forward(self, batch: EncodedBatch, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.score(self.represent(batch), labels)
