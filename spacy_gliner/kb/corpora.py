@@ -188,6 +188,7 @@ def read_tweeki(path: PathLike) -> Iterator[LinkedDocument]:
                 if not _span_ok(path, doc_id, text, start, end):
                     continue
                 title, _, qid = link.rpartition("|")
+                qid = qid.strip()  # three upstream links carry a trailing space
                 entity_id = qid if _QID.match(qid) else None
                 tag = types_at.get(start)
                 mentions.append(GoldMention(

@@ -102,6 +102,7 @@ class SQLiteKB:
         db_path = Path(db_path)
         if db_path.exists():
             raise FileExistsError(f"{db_path} already exists; delete it or open it with SQLiteKB({str(db_path)!r})")
+        db_path.parent.mkdir(parents=True, exist_ok=True)
         partial = db_path.with_name(db_path.name + ".partial")
         if partial.exists():
             partial.unlink()

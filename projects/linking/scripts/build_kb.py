@@ -73,7 +73,8 @@ def tag_label(tag: str) -> str | None:
     return tag.replace("_", " ").replace("-", " ").lower()
 
 
-def ner_files(data_dir: Path) -> List[Tuple[str, Path]]:
+def ner_files(data_dir: Path, corpora: List[str] | None = None) -> List[Tuple[str, Path]]:
+    """(corpus name, BIO file) pairs: every gner_ner_bundle set and wnut17, or only ``corpora``."""
     files = []
     for folder in sorted((data_dir / "gner_ner_bundle").iterdir()):
         if folder.is_dir():
@@ -81,15 +82,21 @@ def ner_files(data_dir: Path) -> List[Tuple[str, Path]]:
     wnut = data_dir / "wnut17"
     files += [("wnut17", wnut / f) for f in ("wnut17train.conll", "emerging.dev.conll", "emerging.test.annotated")
               if (wnut / f).exists()]
+    if corpora is not None:
+        unknown = set(corpora) - {name for name, _ in files}
+        if unknown:
+            raise ValueError(f"unknown NER corpora {sorted(unknown)}; available: {sorted({n for n, _ in files})}")
+        files = [(name, path) for name, path in files if name in corpora]
     return files
 
 
-def collect_distractor_names(data_dir: Path) -> Tuple[Counter, Dict[Tuple[str, str], str], Dict[Tuple[str, str], str]]:
+def collect_distractor_names(data_dir: Path, corpora: List[str] | None = None
+                             ) -> Tuple[Counter, Dict[Tuple[str, str], str], Dict[Tuple[str, str], str]]:
     """Count (normalised name, type) over the NER corpora; keep a surface form and source per key."""
     counts: Counter = Counter()
     surface: Dict[Tuple[str, str], Counter] = {}
     source: Dict[Tuple[str, str], str] = {}
-    for corpus, path in tqdm(ner_files(data_dir), desc="Reading NER corpora", unit="file"):
+    for corpus, path in tqdm(ner_files(data_dir, corpora), desc="Reading NER corpora", unit="file"):
         for text, tag in read_bio_entities(path, sep="\t"):
             label = tag_label(tag)
             key = (normalize_mention(text), label or "")
@@ -121,6 +128,8 @@ def main(argv: List[str] | None = None) -> int:
                         help="total entities after padding with distractors (0: no distractors)")
     parser.add_argument("--alias-sources", nargs="*", default=DEFAULT_ALIAS_SOURCES,
                         help="ELEVANT benchmark stems whose mention surface forms become aliases/priors")
+    parser.add_argument("--ner-corpora", nargs="*", default=None,
+                        help="distractor sources (gner_ner_bundle folder names or wnut17; default: all)")
     args = parser.parse_args(argv)
 
     data_dir: Path = args.data_dir
@@ -144,7 +153,7 @@ def main(argv: List[str] | None = None) -> int:
     skipped_collisions = 0
     needed = max(0, args.target_size - len(entities))
     if needed:
-        counts, surface, source = collect_distractor_names(data_dir)
+        counts, surface, source = collect_distractor_names(data_dir, args.ner_corpora)
         ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         bar = tqdm(total=needed, desc="Adding distractors", unit="ent")
         for (norm, label), count in ordered:
