@@ -682,7 +682,7 @@ def _iter_column_sentences(
             if len(cols) < 2:
                 malformed = True
                 continue
-            words.append(cols[0].strip())
+            words.append(cols[0])
             tags.append(cols[-1].strip())
     if words or malformed:
         yield (None if malformed else words), tags, doc_index, first_line
