@@ -17,6 +17,8 @@ returning a function of ``(kb, span)``. A config looks like::
     @misc = "spacy_gliner.MergedCandidates.v1"
     k = 30
 
+    [components.gliner_linker.candidates.generators]
+
     [components.gliner_linker.candidates.generators.exact]
     @misc = "spacy_gliner.ExactAliasCandidates.v1"
     k = 10
@@ -29,7 +31,7 @@ returning a function of ``(kb, span)``. A config looks like::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Protocol, Sequence, Union
 
 import numpy as np
 from spacy.util import registry
@@ -218,8 +220,14 @@ def make_dense_candidates(k: int = 20, backend: str = "numpy", chunk_size: int =
 
 
 @registry.misc("spacy_gliner.MergedCandidates.v1")
-def make_merged_candidates(generators: Dict[str, GeneratorBuilder], k: int = 30,
-                           rrf_k: float = 60.0) -> GeneratorBuilder:
+def make_merged_candidates(generators: Dict[str, Any], k: int = 30, rrf_k: float = 60.0) -> GeneratorBuilder:
+    # Typed Dict[str, Any] because the installed confection validates the
+    # values of a dict argument before resolving the nested @misc blocks in it,
+    # so Dict[str, Callable] rejects valid configs; we check callability here.
+    for name, builder in generators.items():
+        if not callable(builder):
+            raise TypeError(f"MergedCandidates generator {name!r} must be a registered builder "
+                            f"(e.g. @misc = \"spacy_gliner.FuzzyCandidates.v1\"), got {builder!r}")
     def build(kb: KnowledgeBase, embeddings: Optional[EmbeddingStore] = None,
               encode: Optional[EncodeFn] = None) -> CandidateGenerator:
         # Dict order is config order, which fixes the tie-break between sources.
