@@ -24,6 +24,12 @@ class DecodeSettings:
     multi_label: bool = False
 
 
+def prompt_budget(inputs: InputBuilder) -> int:
+    """Subwords a uni-encoder label prompt may use; the rest of the window is for text."""
+    text_budget = inputs.max_tokens - inputs.special_count
+    return text_budget - max(MAX_PIECES_PER_WORD, text_budget // 2)
+
+
 class EntityExtractor:
     """Runs one loaded GLiNER checkpoint over documents given as word lists.
 
@@ -62,16 +68,19 @@ class EntityExtractor:
 
     @property
     def prompt_budget(self) -> int:
-        """Subwords a uni-encoder label prompt may use; the rest of the window is for text."""
-        return self.text_budget - max(MAX_PIECES_PER_WORD, self.text_budget // 2)
+        return prompt_budget(self.inputs)
 
     def check_labels(self, label_texts: Sequence[str]) -> None:
+        self.check_label_lengths(self.inputs, label_texts)
+
+    @staticmethod
+    def check_label_lengths(inputs: InputBuilder, label_texts: Sequence[str]) -> None:
         """Raise if a label cannot be read whole by the model."""
         for text in label_texts:
-            if self.config.bi_encoder:
-                length, limit = self.inputs.label_token_length(text), self.inputs.label_max_tokens
+            if inputs.config.bi_encoder:
+                length, limit = inputs.label_token_length(text), inputs.label_max_tokens
             else:
-                length, limit = self.inputs.label_prompt_length(text) + 1, self.prompt_budget
+                length, limit = inputs.label_prompt_length(text) + 1, prompt_budget(inputs)
             if length > limit:
                 raise ValueError(
                     f"label {text[:80]!r} takes {length} subwords but at most {limit} fit in the encoder "

@@ -163,6 +163,27 @@ def _load_tokenizer(directory: Path, fallback_name: str, special_tokens: List[st
     return tokenizer
 
 
+def check_checkpoint_files(directory: Path) -> GlinerConfig:
+    """Config readable and supported, a weights file present; nothing heavy is loaded."""
+    config = read_config(directory)
+    if not (directory / SAFETENSORS_FILE).exists() and not (directory / TORCH_FILE).exists():
+        raise CheckpointError(f"{directory} has no weights: expected {SAFETENSORS_FILE} or {TORCH_FILE}.")
+    return config
+
+
+def label_lengths(directory: Path, label_texts) -> None:
+    """Raise if a label cannot be read whole by the checkpoint's encoder (tokenizers only)."""
+    from .inputs import InputBuilder
+    from ..extraction import EntityExtractor
+
+    config = read_config(directory)
+    if config.encoder_config is None:
+        return  # needs the base encoder's config; checked when the model loads
+    tokenizer = _load_tokenizer(directory, config.model_name, [])
+    label_tokenizer = _load_tokenizer(directory / LABELS_TOKENIZER_DIR, config.labels_encoder_name, []) if config.bi_encoder else None
+    EntityExtractor.check_label_lengths(InputBuilder(tokenizer, config, label_tokenizer), label_texts)
+
+
 def load_checkpoint(name_or_path: Union[str, Path], extra_prefixes: List[Tuple[str, str]] = ()) -> GlinerCheckpoint:
     directory = resolve_checkpoint_dir(name_or_path)
     config = read_config(directory)

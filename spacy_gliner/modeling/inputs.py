@@ -45,8 +45,11 @@ class InputBuilder:
     def special_count(self) -> int:
         return len(self.prefix_ids) + len(self.suffix_ids)
 
-    def word_pieces(self, words: Sequence[str]) -> List[List[int]]:
-        """Subword ids of each word; a word the tokenizer drops entirely becomes one unknown token."""
+    def word_pieces(self, words: Sequence[str], cap: Optional[int] = MAX_PIECES_PER_WORD) -> List[List[int]]:
+        """Subword ids of each word; a word the tokenizer drops entirely becomes one unknown token.
+
+        Label prompts are read uncapped (``cap=None``): a label must never be cut short.
+        """
         if not words:
             return []
         encoded = self.tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)
@@ -54,7 +57,7 @@ class InputBuilder:
         for token_id, word_id in zip(encoded["input_ids"], encoded.word_ids()):
             if word_id is not None:
                 pieces[word_id].append(token_id)
-        return [p[:MAX_PIECES_PER_WORD] if p else [self.unk_id] for p in pieces]
+        return [p[:cap] if p else [self.unk_id] for p in pieces]
 
     def prompt_ids(self, label_texts: Sequence[str]) -> List[int]:
         """``<<ENT>> label1 <<ENT>> label2 ... <<SEP>>`` as ids, cached per label tuple."""
@@ -67,7 +70,7 @@ class InputBuilder:
                 if text:
                     prompt_words.append(text)
             prompt_words.append(self.config.sep_token)
-            cached = [i for piece in self.word_pieces(prompt_words) for i in piece]
+            cached = [i for piece in self.word_pieces(prompt_words, cap=None) for i in piece]
             if len(self._prompt_cache) > 64:
                 self._prompt_cache.clear()
             self._prompt_cache[key] = cached
@@ -75,7 +78,7 @@ class InputBuilder:
 
     def label_prompt_length(self, text: str) -> int:
         """Subwords one label adds to a uni-encoder prompt (its marker included)."""
-        return 1 + (sum(len(p) for p in self.word_pieces([text])) if text else 0)
+        return 1 + (sum(len(p) for p in self.word_pieces([text], cap=None)) if text else 0)
 
     def build(self, windows: Sequence[Sequence[List[int]]], prompt: Optional[List[int]] = None) -> EncodedBatch:
         """Pad a batch of windows (each a list of per-word piece lists) into model inputs."""

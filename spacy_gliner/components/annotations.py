@@ -1,0 +1,90 @@
+"""Reading words from Docs and writing decoded spans back, shared by every gliner component.
+
+Words are the doc's non-whitespace tokens, so each decoded word span maps to exact token offsets.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from spacy.tokens import Doc, Span, SpanGroup
+
+
+def doc_words(doc: Doc) -> Tuple[List[str], List[int]]:
+    """The words the model reads and, for each, its token index in the doc."""
+    token_ids = [token.i for token in doc if not token.is_space]
+    return [doc[i].text for i in token_ids], token_ids
+
+
+def to_doc_span(doc: Doc, token_ids: Sequence[int], start: int, end: int, label: str) -> Span:
+    return Span(doc, token_ids[start], token_ids[end - 1] + 1, label=label)
+
+
+def write_span_group(doc: Doc, key: str, spans: Sequence[Span], scores: Sequence[float]) -> None:
+    """Add spans and their scores to ``doc.spans[key]``, keeping spans already there.
+
+    Spans another component or the user put in the group stay; their scores are ``None`` when
+    they came without any.
+    """
+    if key in doc.spans:
+        existing = doc.spans[key]
+        old_scores = list(existing.attrs.get("scores", [None] * len(existing)))
+        if len(old_scores) != len(existing):
+            old_scores = [None] * len(existing)
+        pairs = list(zip(existing, old_scores)) + list(zip(spans, scores))
+    else:
+        pairs = list(zip(spans, scores))
+    pairs.sort(key=lambda pair: (pair[0].start, pair[0].end))
+    group = SpanGroup(doc, name=key, spans=[span for span, _ in pairs])
+    group.attrs["scores"] = [None if score is None else float(score) for _, score in pairs]
+    doc.spans[key] = group
+
+
+def merge_entities(doc: Doc, ents: Sequence[Span], overwrite: bool) -> None:
+    """Set ``doc.ents``: ours replace everything when ``overwrite``; else existing ones win overlaps."""
+    if overwrite:
+        doc.set_ents(list(ents), default="outside")
+        return
+    taken = set()
+    kept: List[Span] = list(doc.ents)
+    for ent in kept:
+        taken.update(range(ent.start, ent.end))
+    for ent in ents:
+        if not taken.intersection(range(ent.start, ent.end)):
+            kept.append(ent)
+            taken.update(range(ent.start, ent.end))
+    doc.set_ents(sorted(kept, key=lambda span: span.start))
+
+
+def normalize_labels(labels, what: str = "labels") -> Tuple[List[str], List[str]]:
+    """(names, texts the model reads) from a list of labels or a dict label -> description."""
+    if isinstance(labels, str):
+        raise ValueError(f"{what} must be a list of strings or a dict label -> description, not the string {labels!r}.")
+    if isinstance(labels, dict):
+        names, texts = list(labels.keys()), list(labels.values())
+    else:
+        try:
+            names = list(labels)
+        except TypeError:
+            raise ValueError(f"{what} must be a list of strings or a dict label -> description, got {type(labels).__name__}.") from None
+        texts = list(names)
+    for name, text in zip(names, texts):
+        if not isinstance(name, str):
+            raise ValueError(f"{what}: every label must be a string, got {name!r} ({type(name).__name__}).")
+        if not isinstance(text, str):
+            raise ValueError(f"{what}: the description of {name!r} must be a string, got {type(text).__name__}.")
+        if not name.strip() or not text.strip():
+            raise ValueError(f"{what}: empty label or description for {name!r}; every label needs text the model can read.")
+    seen: Dict[str, int] = {}
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{what}: {name!r} is given twice; labels must be unique.")
+        seen[name] = 1
+    return names, texts
+
+
+def optional_int(value: Optional[int], name: str, minimum: int) -> Optional[int]:
+    if value is None:
+        return None
+    if not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum} or null, got {value!r}.")
+    return value

@@ -1,0 +1,12 @@
+"""Where the torch model runs: on the GPU when spaCy was told to use one, else on the CPU."""
+from __future__ import annotations
+
+
+def model_device():
+    import torch
+    from thinc.api import get_current_ops
+
+    ops = get_current_ops()
+    if type(ops).__name__ == "CupyOps" and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
