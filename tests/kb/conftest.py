@@ -47,6 +47,12 @@ class CountingEncoder:
 
 
 @pytest.fixture
+def toy_encoder():
+    """The toy encoder function itself (test modules cannot import conftest)."""
+    return toy_encode
+
+
+@pytest.fixture
 def counting_encoder() -> CountingEncoder:
     return CountingEncoder()
 

@@ -178,3 +178,20 @@ def test_candidate_recall_on_real_benchmarks(real_kb_path, data_dir):
         assert exact_recall >= exact_floor, name
         assert fuzzy_recall >= fuzzy_floor, name
         assert fuzzy_recall > exact_recall, name
+
+
+def test_distractors_are_real_names_that_do_not_shadow_benchmark_entities(real_kb_path, data_dir):
+    from spacy_gliner.kb.corpora import read_bio_entities
+    from spacy_gliner.kb.entities import load_entities_jsonl
+
+    entities = load_entities_jsonl(real_kb_path)
+    distractors = [e for e in entities if e.id.startswith("ner:")]
+    benchmark = [e for e in entities if not e.id.startswith("ner:")]
+    assert len(distractors) > 10_000 and len(benchmark) > 6_000
+    wikiann = {normalize_mention(text)
+               for split in ("train", "dev", "test")
+               for text, _ in read_bio_entities(data_dir / "gner_ner_bundle" / "WikiANN-en" / f"{split}.txt", "\t")}
+    assert all(normalize_mention(e.name) in wikiann for e in distractors)
+    assert {t for e in distractors for t in e.types} <= {"person", "organization", "location"}
+    taken = {normalize_mention(a) for e in benchmark for a in e.all_aliases()}
+    assert not any(normalize_mention(e.name) in taken for e in distractors)
