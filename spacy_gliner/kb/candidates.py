@@ -134,9 +134,19 @@ class DenseCandidates:
             if self.encode is None or not normalize_mention(mention):
                 return []
             context_embedding = encode_texts(self.encode, [mention])[0]
-        scores, rows = self.embeddings.search(context_embedding, self.k, self.backend, self.chunk_size)
-        ids = self.kb.ids_at(rows[0].tolist())
-        return [Candidate(eid, float(s), self.source) for eid, s in zip(ids, scores[0])]
+        return self.batch(np.asarray(context_embedding)[None, :])[0]
+
+    def batch(self, context_embeddings: np.ndarray) -> List[List[Candidate]]:
+        """Candidates for many query embeddings ``(n, dim)`` in one pass over the store
+        (what a linker should call with all mentions of a document)."""
+        queries = np.asarray(context_embeddings, dtype=np.float32)
+        if len(self.kb) == 0 or queries.shape[0] == 0:
+            return [[] for _ in range(queries.shape[0])]
+        scores, rows = self.embeddings.search(queries, self.k, self.backend, self.chunk_size)
+        ids = self.kb.ids_at(rows.ravel().tolist())
+        width = rows.shape[1]
+        return [[Candidate(eid, float(s), self.source) for eid, s in zip(ids[i * width:(i + 1) * width], scores[i])]
+                for i in range(rows.shape[0])]
 
 
 class MergedCandidates:

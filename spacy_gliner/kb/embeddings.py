@@ -84,13 +84,21 @@ def _check_batch(vectors: object, n_texts: int, dim: Optional[int]) -> np.ndarra
 class EmbeddingStore:
     """Row-aligned float16 entity embeddings plus their fingerprint."""
 
+    # float16 -> float32 conversion costs far more than the matrix product
+    # (~0.25 s per 25M values on a plain CPU), so a store that fits in this
+    # budget is converted once and kept as float32; larger stores are
+    # converted chunk by chunk on every search, keeping memory bounded.
+    DEFAULT_FLOAT32_CACHE_BYTES = 1 << 30
+
     def __init__(self, path: Path, vectors: np.ndarray, digests: np.ndarray, encoder_id: str,
-                 kb_content_hash: str) -> None:
+                 kb_content_hash: str, float32_cache_bytes: int = DEFAULT_FLOAT32_CACHE_BYTES) -> None:
         self.path = path
         self.vectors = vectors
         self.digests = digests
         self.encoder_id = encoder_id
         self.kb_content_hash = kb_content_hash
+        self.float32_cache_bytes = float32_cache_bytes
+        self._float32: Optional[np.ndarray] = None
         self._faiss: Optional[FaissIndex] = None
 
     def __len__(self) -> int:
@@ -107,7 +115,7 @@ class EmbeddingStore:
     # -- loading ---------------------------------------------------------- #
     @classmethod
     def load(cls, path: PathLike, kb: Optional[KnowledgeBase] = None, encoder_id: Optional[str] = None,
-             mmap: bool = True) -> "EmbeddingStore":
+             mmap: bool = True, float32_cache_bytes: int = DEFAULT_FLOAT32_CACHE_BYTES) -> "EmbeddingStore":
         """Open a saved store (memory-mapped by default).
 
         With ``kb`` and/or ``encoder_id`` given, raise StaleEmbeddingsError
@@ -121,7 +129,7 @@ class EmbeddingStore:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         vectors = np.load(path / VECTORS_FILE, mmap_mode="r" if mmap else None)
         digests = np.load(path / DIGESTS_FILE)
-        store = cls(path, vectors, digests, meta["encoder_id"], meta["kb_content_hash"])
+        store = cls(path, vectors, digests, meta["encoder_id"], meta["kb_content_hash"], float32_cache_bytes)
         if store.fingerprint != meta["fingerprint"] or vectors.shape[0] != digests.shape[0]:
             raise StaleEmbeddingsError(f"{path}: files are inconsistent with {META_FILE} (partly overwritten?); "
                                        "rebuild with ensure_embeddings()")
@@ -138,12 +146,22 @@ class EmbeddingStore:
         return store
 
     # -- search ----------------------------------------------------------- #
+    def search_matrix(self) -> np.ndarray:
+        """The matrix searched: a float32 copy if it fits the cache budget, else the float16 map."""
+        if self._float32 is None and len(self) * self.dim * 4 <= self.float32_cache_bytes:
+            self._float32 = np.asarray(self.vectors, dtype=np.float32)
+        return self._float32 if self._float32 is not None else self.vectors
+
     def search(self, queries: np.ndarray, k: int, backend: str = "numpy",
                chunk_size: int = 65_536) -> Tuple[np.ndarray, np.ndarray]:
-        """Top-k rows by inner product: ``(scores, rows)`` shaped ``(n_queries, k)``."""
+        """Top-k rows by inner product: ``(scores, rows)`` shaped ``(n_queries, k)``.
+
+        Batch the queries of a document into one call when possible: the
+        matrix is read once per call, whatever the number of queries.
+        """
         if backend == "faiss" and self._faiss is None:
             self._faiss = FaissIndex(self.vectors, chunk_size)
-        return top_k(self.vectors, queries, k, backend, chunk_size, self._faiss)
+        return top_k(self.search_matrix(), queries, k, backend, chunk_size, self._faiss)
 
 
 def _changed_rows(old: np.ndarray, new: np.ndarray) -> np.ndarray:

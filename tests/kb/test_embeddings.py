@@ -139,3 +139,20 @@ def test_dense_candidates_over_a_memory_mapped_store(tmp_path, small_entities, t
     with pytest.raises(ValueError, match="has 7 rows but the knowledge base has 8"):
         kb.add_entities([Entity("Q8", "Eight")])
         DenseCandidates(kb, store)
+
+
+def test_float32_cache_and_streaming_paths_agree(tmp_path, small_entities, toy_encoder):
+    kb = InMemoryKB(small_entities)
+    ensure_embeddings(tmp_path / "emb", kb, toy_encoder, "toy-v1", progress=False)
+    cached = EmbeddingStore.load(tmp_path / "emb")
+    streamed = EmbeddingStore.load(tmp_path / "emb", float32_cache_bytes=0)
+    queries = toy_encoder([entity_text(e) for e in small_entities])
+    left, right = cached.search(queries, 3, chunk_size=2), streamed.search(queries, 3, chunk_size=2)
+    np.testing.assert_array_equal(left[1], right[1])
+    assert cached.search_matrix().dtype == np.float32 and isinstance(streamed.search_matrix(), np.memmap)
+    dense = DenseCandidates(kb, cached, k=2)
+    batched = dense.batch(queries)
+    assert [found[0].entity_id for found in batched] == [e.id for e in small_entities]
+    single = dense("France", queries[3])
+    assert [c.entity_id for c in batched[3]] == [c.entity_id for c in single]
+    assert [c.score for c in batched[3]] == pytest.approx([c.score for c in single], abs=1e-5)
