@@ -1,0 +1,355 @@
+"""Training losses of the GLiNER recipe, as plain PyTorch functions.
+
+These functions reproduce, number for number, the loss computation of the
+reference ``gliner`` package (0.2.29): ``gliner.modeling.loss_functions`` and the
+``_loss`` / ``loss`` methods of ``gliner.modeling.base`` (span models and token
+models).  ``tests/test_training_recipe.py`` checks the equality on random tensors.
+
+This module imports torch at module level: import it lazily, from training code
+only.
+
+Shapes
+------
+* ``B`` batch size, ``W`` words (span start positions), ``K`` max span width,
+  ``C`` prompt labels (entity types), ``N`` a flat number of spans.
+* Span models: ``scores`` / ``targets`` ``(B, W, K, C)``; span ``(b, w, k)``
+  covers words ``w .. w + k`` (inclusive).  ``span_mask`` ``(B, W, K)`` is 1 for
+  spans that lie inside the sentence, ``label_mask`` ``(B, C)`` is 1 for real
+  (non-padding) prompt labels of each example.
+* Token models: ``scores`` / ``targets`` ``(B, W, C, 3)`` (start, end, inside
+  channels) or ``(B, N, C)`` (span head), ``word_mask`` ``(B, W)`` or ``(B, N)``.
+
+Differences from the reference (documented, deliberate)
+-------------------------------------------------------
+* An unknown ``reduction`` raises ``ValueError`` (the reference warns and sums);
+  ``reduction="none"`` returns the masked element-wise loss (the reference sums).
+* ``generator`` lets callers draw the negative-masking Bernoulli variables from
+  their own ``torch.Generator``.  With ``generator=None`` the draws come from the
+  global generator in the same order and shape as the reference, so identical
+  ``torch.manual_seed`` gives identical results.
+* The reference *bi-encoder* span loss (``BiEncoderSpanModel.loss``) passes its
+  ``label_smoothing`` argument in the ``prob_margin`` position of ``_loss``: in the
+  reference bi-encoder, ``label_smoothing=s`` therefore means ``prob_margin=s`` and no
+  smoothing, and ``prob_margin`` / ``loss_type`` / ``use_span_width_weight`` are
+  ignored.  ``span_classification_loss`` implements the intended (uni-encoder)
+  semantics; call it with ``prob_margin=s, label_smoothing=0`` to reproduce the
+  reference bi-encoder exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Union
+
+import torch
+
+__all__ = [
+    "focal_loss_with_logits",
+    "span_dice_loss",
+    "negative_sampling_mask",
+    "elementwise_loss",
+    "span_classification_loss",
+    "token_classification_loss",
+    "MASKING_MODES",
+    "REDUCTIONS",
+]
+
+MASKING_MODES = ("none", "global", "label", "span")
+REDUCTIONS = ("sum", "mean", "none")
+LOSS_TYPES = ("focal", "bce", "dice")
+
+
+def _reduce(loss: torch.Tensor, n_valid: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.sum() / n_valid
+    raise ValueError(f"reduction must be one of 'none', 'mean', 'sum', got {reduction!r}")
+
+
+def focal_loss_with_logits(
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    prob_margin: float = 0.0,
+    reduction: str = "none",
+    label_smoothing: float = 0.0,
+    normalize_prob: bool = True,
+    ignore_index: int = -100,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Binary focal loss on logits, element-wise (same shape as ``inputs``).
+
+    ``p = sigmoid(inputs)`` (or ``inputs`` when ``normalize_prob=False``);
+    ``pm = clamp(p - prob_margin, 0, 1)`` is used for the negative term only;
+    targets are smoothed towards 0.5 by ``label_smoothing``;
+    ``loss = -(t log p + (1 - t) log(1 - pm))`` (logs clamped at ``eps``), times
+    ``(1 - p_t) ** gamma`` when ``gamma > 0`` with ``p_t = p t + (1 - pm)(1 - t)``,
+    times ``alpha t + (1 - alpha)(1 - t)`` when ``alpha >= 0``.  Elements whose
+    (unsmoothed) target equals ``ignore_index`` contribute 0; ``reduction="mean"``
+    divides by the number of non-ignored elements.
+    """
+    valid = targets != ignore_index
+    if label_smoothing != 0:
+        with torch.no_grad():
+            targets = targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    p = torch.sigmoid(inputs) if normalize_prob else inputs
+    p_neg = (p - prob_margin).clamp(min=0.0, max=1.0)
+
+    log_p = torch.log(p.clamp(min=eps))
+    log_not_p = torch.log((1.0 - p_neg).clamp(min=eps))
+    loss = -(targets * log_p) - (1.0 - targets) * log_not_p
+    loss = loss * valid
+
+    if gamma > 0:
+        p_t = p * targets + (1.0 - p_neg) * (1.0 - targets)
+        loss = loss * (1.0 - p_t) ** gamma
+    if alpha >= 0:
+        loss = (alpha * targets + (1.0 - alpha) * (1.0 - targets)) * loss
+
+    return _reduce(loss, valid.sum(), reduction)
+
+
+def span_dice_loss(
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    gamma: float = 1.0,
+    reduction: str = "none",
+    ignore_index: int = -100,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Element-wise self-adjusting Dice loss (Li et al. 2020), as the reference's.
+
+    ``q = (1 - p) ** gamma * p`` with ``p = sigmoid(inputs)``,
+    ``loss = 1 - (2 q y + eps) / (q + y + eps)``; ``mean`` divides by
+    ``max(1, #valid)``.
+    """
+    valid = (targets != ignore_index).float()
+    p = torch.sigmoid(inputs)
+    y = targets.clamp(min=0.0)
+    q = (1.0 - p).pow(gamma) * p
+    loss = (1.0 - (2.0 * q * y + eps) / (q + y + eps)) * valid
+    return _reduce(loss, valid.sum().clamp(min=1), reduction)
+
+
+def _bernoulli_like(x: torch.Tensor, prob: float, generator: Optional[torch.Generator]) -> torch.Tensor:
+    if generator is None:
+        draws = torch.rand_like(x)
+    else:
+        draws = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return (draws < prob).float()
+
+
+def negative_sampling_mask(
+    targets: torch.Tensor,
+    negatives: float = 1.0,
+    masking: str = "none",
+    generator: Optional[torch.Generator] = None,
+) -> Union[torch.Tensor, float]:
+    """Stochastic down-sampling of negative loss terms (reference ``_loss``).
+
+    ``targets`` is ``(B, S, C)`` (spans flattened).  Returns a multiplicative mask of
+    the same shape, or the float ``1.0`` when ``masking="none"``:
+
+    * ``"global"``: every element with target 0 is kept with probability ``negatives``;
+    * ``"label"``: for each ``(b, c)`` whose label has no positive span in example
+      ``b``, every element of that column is kept with probability ``negatives``;
+    * ``"span"``: for each ``(b, s)`` span with no positive label, every element of
+      that row is kept with probability ``negatives``.
+
+    One uniform draw per element in all modes (so ``"label"``/``"span"`` drop
+    element-wise within the all-negative rows/columns, exactly like the reference).
+    """
+    if masking == "none":
+        return 1.0
+    ones = torch.ones_like(targets)
+    if masking == "global":
+        keep = _bernoulli_like(targets, negatives, generator)
+        return torch.where(targets == 0, keep, ones)
+    if masking == "label":
+        all_negative = (targets.sum(dim=1) == 0).unsqueeze(1).expand_as(targets)
+    elif masking == "span":
+        all_negative = (targets.sum(dim=2) == 0).unsqueeze(2).expand_as(targets)
+    else:
+        raise ValueError(f"masking must be one of {MASKING_MODES}, got {masking!r}")
+    proposals = all_negative.float()
+    keep = _bernoulli_like(proposals, negatives, generator)
+    return torch.where(all_negative, keep, torch.ones_like(proposals))
+
+
+def elementwise_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float = -1.0,
+    gamma: float = 0.0,
+    prob_margin: float = 0.0,
+    label_smoothing: float = 0.0,
+    negatives: float = 1.0,
+    masking: str = "none",
+    normalize_prob: bool = True,
+    loss_type: str = "focal",
+    dice_gamma: float = 1.0,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Element-wise loss with negative masking (reference ``BaseModel._loss``).
+
+    ``loss_type="focal"`` (and ``"bce"``, which is the focal loss with whatever
+    ``alpha``/``gamma`` the caller passes; use ``alpha=-1, gamma=0`` for plain BCE)
+    or ``"dice"`` (:func:`span_dice_loss` with ``dice_gamma``).
+    """
+    if loss_type == "dice":
+        losses = span_dice_loss(logits, targets, gamma=dice_gamma, reduction="none")
+    elif loss_type in ("focal", "bce"):
+        losses = focal_loss_with_logits(
+            logits,
+            targets,
+            alpha=alpha,
+            gamma=gamma,
+            prob_margin=prob_margin,
+            label_smoothing=label_smoothing,
+            normalize_prob=normalize_prob,
+        )
+    else:
+        raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+    return losses * negative_sampling_mask(targets, negatives, masking, generator)
+
+
+def span_classification_loss(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    label_mask: torch.Tensor,
+    span_mask: torch.Tensor,
+    alpha: float = -1.0,
+    gamma: float = 0.0,
+    label_smoothing: float = 0.0,
+    negatives: float = 1.0,
+    masking: str = "none",
+    reduction: str = "sum",
+    prob_margin: float = 0.0,
+    loss_type: str = "focal",
+    dice_gamma: float = 1.0,
+    use_span_width_weight: bool = False,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Span-classification loss of GLiNER span models (reference ``UniEncoderSpanModel.loss``).
+
+    Args:
+        scores: logits ``(B, W, K, C)``.
+        targets: 0/1 targets ``(B, W, K, C)`` (float).
+        label_mask: ``(B, C)``, 1 for real prompt labels, 0 for padding labels.
+        span_mask: ``(B, W, K)``, 1 for spans inside the sentence.
+        alpha, gamma, prob_margin, label_smoothing: focal-loss parameters.
+        negatives, masking: negative down-sampling (:func:`negative_sampling_mask`).
+        reduction: ``"sum"`` (reference default), ``"mean"`` (divides by the number of
+            valid *spans*, not span x label cells, like the reference; 0 when there is
+            none) or ``"none"`` (masked ``(B, W, K, C)`` tensor).
+        use_span_width_weight: multiply the loss of positive cells by
+            ``1 + log(k + 1)`` for the 0-based width index ``k``.
+
+    Returns:
+        A scalar (or ``(B, W, K, C)`` for ``reduction="none"``).
+    """
+    if scores.dim() != 4:
+        raise ValueError(f"scores must be (B, W, K, C), got shape {tuple(scores.shape)}")
+    B, W, K, C = scores.shape
+    if targets.shape != scores.shape:
+        raise ValueError(f"targets shape {tuple(targets.shape)} != scores shape {tuple(scores.shape)}")
+    if label_mask.shape[-1] != C:
+        raise ValueError(f"label_mask has {label_mask.shape[-1]} labels, scores have {C}")
+
+    flat_scores = scores.reshape(B, W * K, C)
+    flat_targets = targets.reshape(B, W * K, C)
+    losses = elementwise_loss(
+        flat_scores,
+        flat_targets,
+        alpha=alpha,
+        gamma=gamma,
+        prob_margin=prob_margin,
+        label_smoothing=label_smoothing,
+        negatives=negatives,
+        masking=masking,
+        loss_type=loss_type,
+        dice_gamma=dice_gamma,
+        generator=generator,
+    )
+    if use_span_width_weight:
+        widths = torch.arange(1, K + 1, dtype=scores.dtype, device=scores.device)
+        boost = (torch.log(widths) + 1.0).view(1, 1, K, 1)
+        weights = 1.0 + (boost - 1.0) * targets.clamp(min=0.0)
+        losses = losses * weights.reshape(B, W * K, C)
+
+    losses = losses * label_mask.unsqueeze(1).to(losses.dtype)
+    valid_spans = span_mask.reshape(B, W * K, 1).float()
+    losses = losses * valid_spans
+
+    if reduction == "none":
+        return losses.reshape(B, W, K, C)
+    if reduction == "mean":
+        n_valid = valid_spans.sum()
+        if n_valid <= 0:
+            return torch.zeros((), dtype=losses.dtype, device=losses.device)
+        return losses.sum() / n_valid
+    return _reduce(losses, valid_spans.sum(), reduction)
+
+
+def token_classification_loss(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    label_mask: torch.Tensor,
+    word_mask: torch.Tensor,
+    alpha: float = -1.0,
+    gamma: float = 0.0,
+    prob_margin: float = 0.0,
+    label_smoothing: float = 0.0,
+    reduction: str = "sum",
+    negatives: float = 1.0,
+    masking: str = "none",
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Loss of GLiNER token models (reference ``UniEncoderTokenModel.loss``).
+
+    Args:
+        scores: ``(B, W, C, 3)`` start/end/inside logits, or ``(B, N, C)`` span logits.
+        targets: same shape, 0/1.
+        label_mask: ``(B, C)``.
+        word_mask: ``(B, W)`` (or ``(B, N)`` for span logits).
+        masking: the reference token loss never masks negatives (``"none"``, where
+            ``negatives`` has no effect); ``"global"`` is accepted as an extension.
+        reduction: ``"sum"``, ``"mean"`` (divides by the number of valid
+            word x label pairs, *not* x3, like the reference) or ``"none"``.
+    """
+    if scores.dim() not in (3, 4):
+        raise ValueError(f"scores must be (B, W, C, 3) or (B, N, C), got {tuple(scores.shape)}")
+    if masking not in ("none", "global"):
+        raise ValueError("token_classification_loss supports masking 'none' or 'global'")
+    losses = elementwise_loss(
+        scores,
+        targets,
+        alpha=alpha,
+        gamma=gamma,
+        prob_margin=prob_margin,
+        label_smoothing=label_smoothing,
+        negatives=negatives,
+        masking=masking,
+        generator=generator,
+    )
+    mask = word_mask.unsqueeze(-1) * label_mask.unsqueeze(1)
+    if losses.dim() == 4:
+        mask = mask.unsqueeze(-1)
+    losses = losses * mask
+    if reduction == "none":
+        return losses
+    if reduction == "mean":
+        n_valid = mask.float().sum()
+        if n_valid <= 0:
+            return torch.zeros((), dtype=losses.dtype, device=losses.device)
+        return losses.sum() / n_valid
+    return _reduce(losses, mask.float().sum(), reduction)
+
+
+def span_width_weights(max_width: int) -> list:
+    """The positive-cell weights ``1 + log(k)`` for widths ``k = 1..max_width``."""
+    return [1.0 + math.log(k) for k in range(1, max_width + 1)]
