@@ -52,7 +52,7 @@ class InputBuilder:
         """
         if not words:
             return []
-        encoded = self.tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)
+        encoded = self.tokenizer(list(words), is_split_into_words=True, add_special_tokens=False, verbose=False)
         pieces: List[List[int]] = [[] for _ in words]
         for token_id, word_id in zip(encoded["input_ids"], encoded.word_ids()):
             if word_id is not None:
@@ -69,6 +69,30 @@ class InputBuilder:
                 prompt_words.append(self.config.ent_token)
                 if text:
                     prompt_words.append(text)
+            prompt_words.append(self.config.sep_token)
+            cached = [i for piece in self.word_pieces(prompt_words, cap=None) for i in piece]
+            if len(self._prompt_cache) > 64:
+                self._prompt_cache.clear()
+            self._prompt_cache[key] = cached
+        return cached
+
+    def relex_prompt_ids(self, entity_texts: Sequence[str], relation_texts: Sequence[str]) -> List[int]:
+        """Relex prompt ``<<ENT>> e1 ... <<SEP>> <<REL>> r1 <<REL>> r2 ... <<SEP>>`` as ids.
+
+        As in the reference, an empty entity label keeps only its marker, relation labels are
+        always written, and the second separator is there even with no relation labels.
+        """
+        key = ("\x00relex",) + tuple(entity_texts) + ("\x00",) + tuple(relation_texts)
+        cached = self._prompt_cache.get(key)
+        if cached is None:
+            prompt_words: List[str] = []
+            for text in entity_texts:
+                prompt_words.append(self.config.ent_token)
+                if text:
+                    prompt_words.append(text)
+            prompt_words.append(self.config.sep_token)
+            for text in relation_texts:
+                prompt_words.extend((self.config.rel_token, text))
             prompt_words.append(self.config.sep_token)
             cached = [i for piece in self.word_pieces(prompt_words, cap=None) for i in piece]
             if len(self._prompt_cache) > 64:

@@ -1,0 +1,70 @@
+"""A new GLiNER on a pretrained Hugging Face encoder: pretrained encoder weights, random heads.
+
+The starting point for training from a base encoder, and for demos on machines without the hub.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .checkpoint import GlinerCheckpoint
+from .config import GlinerConfig
+from .model import GlinerModel
+
+PROMPT_TOKENS = ("[FLERT]", "<<ENT>>", "<<SEP>>")
+
+
+def new_checkpoint(
+    encoder: str,
+    *,
+    label_encoder: Optional[str] = None,
+    span_mode: str = "markerV0",
+    hidden_size: int = 512,
+    max_width: int = 12,
+    max_len: int = 384,
+    num_rnn_layers: int = 1,
+    dropout: float = 0.4,
+    seed: int = 0,
+) -> GlinerCheckpoint:
+    """``encoder`` (and ``label_encoder`` for a bi-encoder) are local directories or cached hub ids."""
+    from transformers import AutoModel, AutoTokenizer
+
+    torch.manual_seed(seed)
+    bi_encoder = label_encoder is not None
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    text_model = AutoModel.from_pretrained(encoder)
+    if not bi_encoder:
+        # Same order as the reference, so <<ENT>> is the second-to-last id.
+        tokenizer.add_tokens(list(PROMPT_TOKENS), special_tokens=True)
+        text_model.resize_token_embeddings(len(tokenizer))
+    label_tokenizer = label_model = None
+    if bi_encoder:
+        label_tokenizer = AutoTokenizer.from_pretrained(label_encoder)
+        label_model = AutoModel.from_pretrained(label_encoder)
+    family = "token" if span_mode == "token_level" else "span"
+    raw = {
+        "model_type": f"gliner_{'bi' if bi_encoder else 'uni'}_encoder_{family}",
+        "model_name": encoder,
+        "labels_encoder": label_encoder,
+        "span_mode": span_mode,
+        "hidden_size": hidden_size,
+        "max_width": max_width,
+        "max_len": max_len,
+        "num_rnn_layers": num_rnn_layers,
+        "dropout": dropout,
+        "subtoken_pooling": "first",
+        "embed_ent_token": True,
+        "class_token_index": -1 if bi_encoder else len(tokenizer) - 2,
+        "ent_token": PROMPT_TOKENS[1],
+        "sep_token": PROMPT_TOKENS[2],
+        "words_splitter_type": "whitespace",
+        "fine_tune": True,
+        "vocab_size": len(tokenizer) if not bi_encoder else -1,
+        "encoder_config": text_model.config.to_dict(),
+        "labels_encoder_config": label_model.config.to_dict() if bi_encoder else None,
+    }
+    config = GlinerConfig.from_dict(raw, source=f"new GLiNER on {encoder}")
+    model = GlinerModel(config, text_model, label_model)
+    model.eval()
+    return GlinerCheckpoint(config, model, tokenizer, label_tokenizer)
