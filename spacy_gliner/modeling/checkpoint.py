@@ -87,6 +87,26 @@ def to_reference_keys(state: Dict[str, torch.Tensor], extra: List[Tuple[str, str
     return out
 
 
+def relation_prefixes(config: GlinerConfig) -> List[Tuple[str, str]]:
+    """Relex checkpoints: reference prefixes of the relation part -> ``relation_head.*`` (longest first).
+
+    Two reference names map to one of ours (``proj.``/``linear.`` of the adjacency layer), so only
+    the one the checkpoint's ``relations_layer`` uses is listed, keeping saving unambiguous.
+    """
+    if not config.relex:
+        return []
+    from .relation_heads import REFERENCE_KEY_PREFIXES
+
+    layer = (config.relations_layer or "").lower()
+    skip = "relations_rep_layer.relation_rep_layer." + ("proj." if layer == "gat" else "linear.")
+    table = [
+        (ref, "relation_head." + ours)
+        for ref, ours in REFERENCE_KEY_PREFIXES.items()
+        if ref != skip and not ref.startswith("triples_score_layer.")
+    ]
+    return sorted(table, key=lambda pair: len(pair[0]), reverse=True)
+
+
 def resolve_checkpoint_dir(name_or_path: Union[str, Path]) -> Path:
     """A local checkpoint directory, or a hub id fetched (or found in the cache) with huggingface_hub."""
     path = Path(os.path.expanduser(str(name_or_path)))
@@ -207,7 +227,7 @@ def load_checkpoint(name_or_path: Union[str, Path], extra_prefixes: List[Tuple[s
                 f"{config.ent_token!r} to {ent_id}; the tokenizer does not belong to these weights."
             )
     model = GlinerModel.from_config(config)
-    load_state_strictly(model, to_our_keys(weights, extra_prefixes), str(directory))
+    load_state_strictly(model, to_our_keys(weights, list(extra_prefixes) + relation_prefixes(config)), str(directory))
     model.eval()
     return GlinerCheckpoint(config, model, tokenizer, label_tokenizer)
 
@@ -245,7 +265,8 @@ def save_checkpoint(checkpoint: GlinerCheckpoint, directory: Union[str, Path], e
     (directory / CONFIG_FILE).write_text(json.dumps(checkpoint.config.to_dict(), indent=2), encoding="utf8")
     state = {k: v.detach().cpu().contiguous() for k, v in checkpoint.model.state_dict().items()}
     state = {k: v for k, v in state.items() if not k.endswith(_IGNORABLE_SUFFIXES)}
-    save_file(to_reference_keys(state, extra_prefixes), str(directory / SAFETENSORS_FILE))
+    extra = list(extra_prefixes) + relation_prefixes(checkpoint.config)
+    save_file(to_reference_keys(state, extra), str(directory / SAFETENSORS_FILE))
     checkpoint.tokenizer.save_pretrained(str(directory))
     if checkpoint.label_tokenizer is not None:
         checkpoint.label_tokenizer.save_pretrained(str(directory / LABELS_TOKENIZER_DIR))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -39,6 +39,17 @@ class WordRepresentations:
     token_embeddings: torch.Tensor  # (B, T, D), kept for heads that read other prompt markers
 
 
+def relation_head_config(config: GlinerConfig) -> Dict[str, Any]:
+    """The config keys :func:`relation_heads.build_relation_head` reads, from a relex config."""
+    return {
+        "relations_layer": config.relations_layer,
+        "triples_layer": config.raw.get("triples_layer"),
+        "hidden_size": config.hidden_size,
+        "dropout": config.dropout,
+        "span_mode": config.span_mode,
+    }
+
+
 class GlinerModel(nn.Module):
     def __init__(self, config: GlinerConfig, encoder: nn.Module, label_encoder: Optional[nn.Module] = None):
         super().__init__()
@@ -57,6 +68,11 @@ class GlinerModel(nn.Module):
             )
         else:
             self.token_scorer = TokenScorer(config.hidden_size, config.dropout)
+        if config.relex:
+            from .relation_heads import build_relation_head
+
+            # Relex checkpoints: the relation part (adjacency, pair projection) on top of the span model.
+            self.relation_head = build_relation_head(relation_head_config(config))
 
     @classmethod
     def from_config(cls, config: GlinerConfig) -> "GlinerModel":
@@ -105,9 +121,19 @@ class GlinerModel(nn.Module):
         if labels.dim() == 2:
             labels = labels.unsqueeze(0).expand(reps.words.size(0), -1, -1)
         if self.config.is_span_model:
-            spans = self.span_head(reps.words)
-            return torch.einsum("bwkd,bcd->bwkc", spans, labels)
+            return self.score_spans(reps, labels)[0]
         return self.token_scorer(reps.words, labels)
+
+    def score_spans(
+        self, reps: WordRepresentations, labels: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Span models: (B, W, K, C) logits and the (B, W, K, D) span representations they came from."""
+        if labels is None:
+            labels = self.finish_label_vectors(reps.prompt_vectors)
+        if labels.dim() == 2:
+            labels = labels.unsqueeze(0).expand(reps.words.size(0), -1, -1)
+        spans = self.span_head(reps.words)
+        return torch.einsum("bwkd,bcd->bwkc", spans, labels), spans
 
     def forward(self, batch: EncodedBatch, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.score(self.represent(batch), labels)

