@@ -6,7 +6,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc, Span, SpanGroup
 
-from conftest import DATA, crossner_labels, crossner_sentences, split_words
+from support import DATA, crossner_labels, crossner_sentences, split_words
 
 LABELS = crossner_labels("politics")[:6]
 

@@ -3,7 +3,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc
 
-from conftest import FAMILIES, WORD_SPLIT, crossner_labels, crossner_sentences, split_words
+from support import FAMILIES, WORD_SPLIT, crossner_labels, crossner_sentences, split_words
 
 
 def reference_spans(model, texts, labels, flat, threshold):

