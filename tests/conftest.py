@@ -1,5 +1,7 @@
 """Session fixtures; the helpers they use live in support.py (two conftest files exist, so
 tests import helpers from support, never from conftest)."""
+from pathlib import Path
+
 import pytest
 
 from support import FAMILIES, build_reference_checkpoint
