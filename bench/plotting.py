@@ -48,7 +48,9 @@ def markdown_table(throughput, long_docs=None):
         build = "" if r["label_build_s"] is None else f"{r['label_build_s']:.2f}"
         lines.append(f"| {NAMES[key[:2]]} | {key[2]} | {r['docs_per_s']:.2f} | {r['words_per_s']:.0f} | {r['entities']} | {r['rss_peak_mb']:.0f} | {build} |")
     np_ = throughput.get("n_process")
-    if np_:
+    if np_ and "error" in np_:
+        lines += ["", "nlp.pipe n_process=2 run failed: " + np_["error"].splitlines()[-1]]
+    elif np_:
         one, two = np_["runs"]["1"], np_["runs"]["2"]
         lines += ["", f"nlp.pipe, ours uni-encoder, {np_['n_labels']} labels, {np_['n_texts']} texts: "
                   f"n_process=1 {one['docs_per_s']:.2f} docs/s, n_process=2 {two['docs_per_s']:.2f} docs/s "
