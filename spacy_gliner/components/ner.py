@@ -5,20 +5,17 @@ installed factory module whenever it creates a ``Language``.
 """
 from __future__ import annotations
 
-import io
-import tarfile
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import srsly
 from spacy.language import Language
-from spacy.pipeline import Pipe
 from spacy.scorer import Scorer
 from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
+from .base import GlinerPipe
 from .annotations import doc_words, merge_entities, normalize_labels, optional_int, to_doc_span, write_span_group
 
 CHECKPOINT_DIR = "checkpoint"
@@ -101,7 +98,7 @@ def make_ner_scorer() -> Callable:
     return score_gliner_ner
 
 
-class GlinerNER(Pipe):
+class GlinerNER(GlinerPipe):
     """Zero-shot NER: every decoded span in ``doc.spans[spans_key]``, the best of them in ``doc.ents``."""
 
     def __init__(
@@ -233,18 +230,6 @@ class GlinerNER(Pipe):
             )
 
     # -- inference ----------------------------------------------------------------------------
-    def __call__(self, doc: Doc) -> Doc:
-        self.set_annotations([doc], self.predict([doc]))
-        return doc
-
-    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
-        """Documents are grouped so their windows are batched together, sorted by length."""
-        from spacy.util import minibatch
-
-        for docs in minibatch(stream, size=batch_size):
-            self.set_annotations(docs, self.predict(docs))
-            yield from docs
-
     def predict(self, docs: Iterable[Doc]):
         from ..extraction import DecodeSettings
 
@@ -295,23 +280,9 @@ class GlinerNER(Pipe):
         self._load(path / CHECKPOINT_DIR, cache if cache.exists() else None)
         return self
 
-    def to_bytes(self, *, exclude=tuple()) -> bytes:
-        with tempfile.TemporaryDirectory() as tmp:
-            self.to_disk(tmp)
-            buffer = io.BytesIO()
-            with tarfile.open(fileobj=buffer, mode="w") as tar:
-                tar.add(tmp, arcname=".")
-            return buffer.getvalue()
+    def _detach_from_directory(self) -> None:
+        cache = self._extractor.label_cache
+        if cache is not None:
+            import numpy as np
 
-    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "GlinerNER":
-        with tempfile.TemporaryDirectory() as tmp:
-            with tarfile.open(fileobj=io.BytesIO(bytes_data), mode="r") as tar:
-                tar.extractall(tmp, filter="data")
-            self.from_disk(tmp)
-            # The label cache was memory-mapped from the temporary directory: own a copy.
-            cache = self._extractor.label_cache
-            if cache is not None:
-                import numpy as np
-
-                cache._vectors = np.array(cache._vectors)
-        return self
+            cache._vectors = np.array(cache._vectors)

@@ -9,19 +9,16 @@ Torch and transformers are imported only when the model is first needed.
 """
 from __future__ import annotations
 
-import io
-import tarfile
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import srsly
 from spacy.language import Language
-from spacy.pipeline import Pipe
 from spacy.tokens import Doc
 from spacy.training import Example
 
 from .. import relations as _relations  # registers doc._.relations / doc._.rel
+from .base import GlinerPipe
 from .annotations import doc_words, merge_entities, normalize_labels, optional_int, to_doc_span, write_span_group
 from .ner import score_gliner_ner  # noqa: F401  (registers spacy_gliner.ner_scorer.v1)
 
@@ -109,7 +106,7 @@ def _probability(value, name: str, optional: bool) -> Optional[float]:
     return float(value)
 
 
-class GlinerRelex(Pipe):
+class GlinerRelex(GlinerPipe):
     """Entities like ``gliner_ner``, plus directed labelled relations between them."""
 
     def __init__(
@@ -236,17 +233,6 @@ class GlinerRelex(Pipe):
         self.extractor.check_relex_labels(self.label_texts, self.relation_texts)
 
     # -- inference ----------------------------------------------------------------------------
-    def __call__(self, doc: Doc) -> Doc:
-        self.set_annotations([doc], self.predict([doc]))
-        return doc
-
-    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
-        from spacy.util import minibatch
-
-        for docs in minibatch(stream, size=batch_size):
-            self.set_annotations(docs, self.predict(docs))
-            yield from docs
-
     def predict(self, docs: Iterable[Doc]):
         from ..relex_extraction import RelexSettings
 
@@ -311,21 +297,6 @@ class GlinerRelex(Pipe):
         self.cfg.update(saved["cfg"])
         self.source = saved.get("source", self.source)
         self._load(path / CHECKPOINT_DIR)
-        return self
-
-    def to_bytes(self, *, exclude=tuple()) -> bytes:
-        with tempfile.TemporaryDirectory() as tmp:
-            self.to_disk(tmp)
-            buffer = io.BytesIO()
-            with tarfile.open(fileobj=buffer, mode="w") as tar:
-                tar.add(tmp, arcname=".")
-            return buffer.getvalue()
-
-    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "GlinerRelex":
-        with tempfile.TemporaryDirectory() as tmp:
-            with tarfile.open(fileobj=io.BytesIO(bytes_data), mode="r") as tar:
-                tar.extractall(tmp, filter="data")
-            self.from_disk(tmp)
         return self
 
 

@@ -1,0 +1,45 @@
+"""What every gliner component shares: batched calling and byte serialization via the directory form."""
+from __future__ import annotations
+
+import io
+import tarfile
+import tempfile
+from typing import Iterable, Iterator
+
+from spacy.pipeline import Pipe
+from spacy.tokens import Doc
+
+
+class GlinerPipe(Pipe):
+    """Subclasses implement ``predict``, ``set_annotations``, ``to_disk`` and ``from_disk``."""
+
+    def __call__(self, doc: Doc) -> Doc:
+        self.set_annotations([doc], self.predict([doc]))
+        return doc
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        """Documents are grouped so their windows are batched together, sorted by length."""
+        from spacy.util import minibatch
+
+        for docs in minibatch(stream, size=batch_size):
+            self.set_annotations(docs, self.predict(docs))
+            yield from docs
+
+    def to_bytes(self, *, exclude=tuple()) -> bytes:
+        with tempfile.TemporaryDirectory() as tmp:
+            self.to_disk(tmp)
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w") as tar:
+                tar.add(tmp, arcname=".")
+            return buffer.getvalue()
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()):
+        with tempfile.TemporaryDirectory() as tmp:
+            with tarfile.open(fileobj=io.BytesIO(bytes_data), mode="r") as tar:
+                tar.extractall(tmp, filter="data")
+            self.from_disk(tmp)
+            self._detach_from_directory()
+        return self
+
+    def _detach_from_directory(self) -> None:
+        """Copy into memory anything ``from_disk`` memory-mapped: the directory is about to go."""
