@@ -4,14 +4,22 @@ from __future__ import annotations
 import io
 import tarfile
 import tempfile
-from typing import Iterable, Iterator
+from typing import Any, Dict, Iterable, Iterator
 
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc
+from spacy.training import Example
+
+# A saved component directory: its settings file and the GLiNER checkpoint beside it.
+SETTINGS_FILE = "cfg"
+CHECKPOINT_DIR = "checkpoint"
 
 
 class GlinerPipe(Pipe):
     """Subclasses implement ``predict``, ``set_annotations``, ``to_disk`` and ``from_disk``."""
+
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
+        return self.scorer(examples, spans_key=self.cfg["spans_key"], **kwargs)
 
     def __call__(self, doc: Doc) -> Doc:
         self.set_annotations([doc], self.predict([doc]))

@@ -15,12 +15,10 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
-from .base import GlinerPipe
+from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
 from .annotations import doc_words, merge_entities, normalize_labels, optional_int, to_doc_span, write_span_group
 
-CHECKPOINT_DIR = "checkpoint"
 LABEL_CACHE_DIR = "label_cache"
-SETTINGS_FILE = "cfg"
 
 DEFAULT_NER_CONFIG: Dict[str, Any] = {
     "labels": [],
@@ -244,15 +242,9 @@ class GlinerNER(GlinerPipe):
 
         for doc, spans in zip(docs, decoded):
             _, token_ids = doc_words(doc)
-            doc_spans = [to_doc_span(doc, token_ids, s.start, s.end, self._label_names[s.label]) for s in spans]
-            write_span_group(doc, self.cfg["spans_key"], doc_spans, [s.score for s in spans])
-            best = best_non_overlapping(spans)
-            merge_entities(
-                doc, [to_doc_span(doc, token_ids, s.start, s.end, self._label_names[s.label]) for s in best], self.cfg["overwrite_ents"]
-            )
-
-    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
-        return self.scorer(examples, spans_key=self.cfg["spans_key"], **kwargs)
+            doc_spans = {s: to_doc_span(doc, token_ids, s.start, s.end, self._label_names[s.label]) for s in spans}
+            write_span_group(doc, self.cfg["spans_key"], list(doc_spans.values()), [s.score for s in spans])
+            merge_entities(doc, [doc_spans[s] for s in best_non_overlapping(spans)], self.cfg["overwrite_ents"])
 
     # -- serialization ------------------------------------------------------------------------
     def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:
@@ -281,8 +273,5 @@ class GlinerNER(GlinerPipe):
         return self
 
     def _detach_from_directory(self) -> None:
-        cache = self._extractor.label_cache
-        if cache is not None:
-            import numpy as np
-
-            cache._vectors = np.array(cache._vectors)
+        if self._extractor.label_cache is not None:
+            self._extractor.label_cache.load_into_memory()

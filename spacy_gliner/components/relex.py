@@ -15,15 +15,12 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 import srsly
 from spacy.language import Language
 from spacy.tokens import Doc
-from spacy.training import Example
 
 from .. import relations as _relations  # registers doc._.relations / doc._.rel
-from .base import GlinerPipe
+from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
 from .annotations import doc_words, merge_entities, normalize_labels, optional_int, to_doc_span, write_span_group
 from .ner import score_gliner_ner  # noqa: F401  (registers spacy_gliner.ner_scorer.v1)
 
-CHECKPOINT_DIR = "checkpoint"
-SETTINGS_FILE = "cfg"
 
 DEFAULT_RELEX_CONFIG: Dict[str, Any] = {
     "labels": [],
@@ -266,9 +263,6 @@ class GlinerRelex(GlinerPipe):
                 head, tail = doc_spans[rel.head], doc_spans[rel.tail]
                 found.append((head.start, head.end, tail.start, tail.end, self._relation_names[rel.label], rel.score))
             _relations.set_relations(doc, found)
-
-    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
-        return self.scorer(examples, spans_key=self.cfg["spans_key"], **kwargs)
 
     # -- serialization ------------------------------------------------------------------------
     def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:

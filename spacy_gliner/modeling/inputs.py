@@ -19,6 +19,16 @@ from .model import EncodedBatch
 MAX_PIECES_PER_WORD = 32
 
 
+def sequence_limit(tokenizer, encoder_config) -> int:
+    """Subwords an encoder takes at once: the tokenizer's limit, unless unset (some tokenizers say
+    10^30) or beyond the encoder's position table."""
+    limit = tokenizer.model_max_length or 512
+    positions = (encoder_config or {}).get("max_position_embeddings")
+    if positions and (limit > 100_000 or limit > positions):
+        limit = positions
+    return int(min(limit, 100_000))
+
+
 class InputBuilder:
     def __init__(self, tokenizer, config: GlinerConfig, label_tokenizer=None):
         self.tokenizer = tokenizer
@@ -35,11 +45,7 @@ class InputBuilder:
     @property
     def max_tokens(self) -> int:
         """Subwords the text encoder takes in one sequence, special tokens included."""
-        limit = self.tokenizer.model_max_length or 512
-        positions = (self.config.encoder_config or {}).get("max_position_embeddings")
-        if positions and (limit > 100_000 or limit > positions):
-            limit = positions
-        return int(min(limit, 100_000))
+        return sequence_limit(self.tokenizer, self.config.encoder_config)
 
     @property
     def special_count(self) -> int:
@@ -145,8 +151,4 @@ class InputBuilder:
 
     @property
     def label_max_tokens(self) -> int:
-        limit = self.label_tokenizer.model_max_length or 512
-        positions = (self.config.labels_encoder_config or {}).get("max_position_embeddings")
-        if positions and (limit > 100_000 or limit > positions):
-            limit = positions
-        return int(min(limit, 100_000))
+        return sequence_limit(self.label_tokenizer, self.config.labels_encoder_config)

@@ -72,6 +72,10 @@ class LabelVectorCache:
         rows = self.rows(texts)
         return torch.from_numpy(np.ascontiguousarray(self._vectors[rows])).to(device=device, dtype=torch.float32)
 
+    def load_into_memory(self) -> None:
+        """Stop reading from a memory-mapped file (its directory is about to be removed)."""
+        self._vectors = np.array(self._vectors)
+
     def clear(self) -> None:
         self._rows.clear()
         self._vectors = np.zeros((0, 0), dtype=self.dtype)

@@ -48,7 +48,7 @@ from typing import (
 )
 
 from spacy.tokens import Doc, Span
-from spacy.util import filter_spans
+from spacy.util import filter_spans, registry
 from spacy.vocab import Vocab
 
 from .. import relations as _relations
@@ -488,7 +488,10 @@ def _vocab(vocab: Optional[Vocab]) -> Vocab:
     return vocab if vocab is not None else Vocab()
 
 
-def _finish(docs: List[Doc], stats: ReadStats, warn: bool) -> Tuple[List[Doc], ReadStats]:
+def _collect(iterate: Callable[..., Iterator[Doc]], path: PathLike, warn: bool, **kwargs) -> Tuple[List[Doc], ReadStats]:
+    """Every ``read_*``: run its ``iter_*`` to the end, then report what was skipped."""
+    stats = ReadStats(source=str(path))
+    docs = list(iterate(path, stats, **kwargs))
     if warn:
         stats.warn()
     return docs, stats
@@ -619,9 +622,7 @@ def iter_gliner_json(
 
 def read_gliner_json(path: PathLike, *, warn: bool = True, **kwargs) -> Tuple[List[Doc], ReadStats]:
     """:func:`iter_gliner_json` collected into a list, plus its stats."""
-    stats = ReadStats(source=str(path))
-    docs = list(iter_gliner_json(path, stats, **kwargs))
-    return _finish(docs, stats, warn)
+    return _collect(iter_gliner_json, path, warn, **kwargs)
 
 
 def read_gliner_dataset(
@@ -803,9 +804,7 @@ def iter_bio(
 
 def read_bio(path: PathLike, *, warn: bool = True, **kwargs) -> Tuple[List[Doc], ReadStats]:
     """:func:`iter_bio` collected into a list, plus its stats."""
-    stats = ReadStats(source=str(path))
-    docs = list(iter_bio(path, stats, **kwargs))
-    return _finish(docs, stats, warn)
+    return _collect(iter_bio, path, warn, **kwargs)
 
 
 def read_crossner_bio(path: PathLike, *, warn: bool = True, **kwargs) -> Tuple[List[Doc], ReadStats]:
@@ -827,9 +826,7 @@ def iter_conll(path: PathLike, stats: ReadStats, **kwargs) -> Iterator[Doc]:
 
 def read_conll(path: PathLike, *, warn: bool = True, **kwargs) -> Tuple[List[Doc], ReadStats]:
     """:func:`iter_conll` collected into a list, plus its stats."""
-    stats = ReadStats(source=str(path))
-    docs = list(iter_conll(path, stats, **kwargs))
-    return _finish(docs, stats, warn)
+    return _collect(iter_conll, path, warn, **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -895,9 +892,7 @@ def iter_conll04(
 
 def read_conll04(path: PathLike, *, warn: bool = True, **kwargs) -> Tuple[List[Doc], ReadStats]:
     """:func:`iter_conll04` collected into a list, plus its stats."""
-    stats = ReadStats(source=str(path))
-    docs = list(iter_conll04(path, stats, **kwargs))
-    return _finish(docs, stats, warn)
+    return _collect(iter_conll04, path, warn, **kwargs)
 
 
 def iter_crossre(
@@ -939,9 +934,7 @@ def iter_crossre(
 
 def read_crossre(path: PathLike, *, warn: bool = True, **kwargs) -> Tuple[List[Doc], ReadStats]:
     """:func:`iter_crossre` collected into a list, plus its stats."""
-    stats = ReadStats(source=str(path))
-    docs = list(iter_crossre(path, stats, **kwargs))
-    return _finish(docs, stats, warn)
+    return _collect(iter_crossre, path, warn, **kwargs)
 
 
 def iter_scierc(
@@ -1026,9 +1019,7 @@ def iter_scierc(
 
 def read_scierc(path: PathLike, *, warn: bool = True, **kwargs) -> Tuple[List[Doc], ReadStats]:
     """:func:`iter_scierc` collected into a list, plus its stats."""
-    stats = ReadStats(source=str(path))
-    docs = list(iter_scierc(path, stats, **kwargs))
-    return _finish(docs, stats, warn)
+    return _collect(iter_scierc, path, warn, **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -1060,41 +1051,28 @@ def iter_corpus(fmt: str, path: PathLike, stats: ReadStats, **kwargs) -> Iterato
 
 def read_corpus(fmt: str, path: PathLike, *, warn: bool = True, **kwargs) -> Tuple[List[Doc], ReadStats]:
     """:func:`iter_corpus` collected into a list, plus its stats."""
-    stats = ReadStats(source=str(path))
-    docs = list(iter_corpus(fmt, path, stats, **kwargs))
-    return _finish(docs, stats, warn)
+    return _collect(lambda p, stats, **kw: iter_corpus(fmt, p, stats, **kw), path, warn, **kwargs)
 
 
-def _register_reader() -> None:
-    from spacy.util import registry
+@registry.readers("spacy_gliner.GoldCorpus.v1")
+def create_gliner_corpus_reader(
+    path: str,
+    format: str,
+    limit: int = 0,
+    label_map: Optional[str] = None,
+) -> Callable:
+    """spaCy corpus reader: ``[corpora.dev] @readers = "spacy_gliner.GoldCorpus.v1"``, ``path``,
+    ``format`` (a key of :data:`FORMATS`), optional ``limit`` (0 = all) and ``label_map``.
+    Yields Examples whose predicted Doc has the same words (no annotation) and whose reference
+    is the gold Doc."""
+    from spacy.training import Example
 
-    @registry.readers("spacy_gliner.GoldCorpus.v1")
-    def create_gliner_corpus_reader(
-        path: str,
-        format: str,
-        limit: int = 0,
-        label_map: Optional[str] = None,
-    ) -> Callable:
-        """spaCy corpus reader: ``[corpora.dev] @readers =
-        "spacy_gliner.GoldCorpus.v1"``, ``path``, ``format`` (a key of
-        :data:`FORMATS`), optional ``limit`` (0 = all) and ``label_map``.
-        Yields Examples whose predicted Doc has the same words (no
-        annotation) and whose reference is the gold Doc."""
-        from spacy.training import Example
+    def read(nlp) -> Iterator[Example]:
+        stats = ReadStats(source=str(path))
+        for gold in iter_corpus(format, path, stats, vocab=nlp.vocab, label_map=label_map, limit=limit or None):
+            words = [t.text for t in gold]
+            pred = Doc(nlp.vocab, words=words, spaces=[bool(t.whitespace_) for t in gold])
+            yield Example(pred, gold)
+        stats.warn()
 
-        def read(nlp) -> Iterator[Example]:
-            stats = ReadStats(source=str(path))
-            for gold in iter_corpus(
-                format, path, stats, vocab=nlp.vocab, label_map=label_map, limit=limit or None
-            ):
-                words = [t.text for t in gold]
-                pred = Doc(nlp.vocab, words=words, spaces=[bool(t.whitespace_) for t in gold])
-                yield Example(pred, gold)
-            stats.warn()
-
-        return read
-
-    globals()["create_gliner_corpus_reader"] = create_gliner_corpus_reader
-
-
-_register_reader()
+    return read
