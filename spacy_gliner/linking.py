@@ -1,0 +1,166 @@
+"""Zero-shot entity linking with a bi-encoder GLiNER: mention vectors, entity vectors, scores.
+
+The torch side of the ``gliner_linker`` component, on plain word lists (no spaCy here):
+
+* entity vectors: the label tower (``GlinerModel.label_vectors``, projection included) reads
+  ``entity_text(entity)``, exactly as it reads a label for NER;
+* mention vectors: the text tower reads each window of a document once, and a mention's
+  vector is the span head's vector for (first word, last word): the same span
+  representation the NER head scores against label vectors;
+* scores: ``sigmoid(entity_vector . mention_vector)``, the NER head's scoring.
+
+Mentions longer than ``max_width`` words: the span marker head builds a span vector only from
+its two endpoint words (``out_project(relu([start(w_first); end(w_last)]))``, no width
+embedding), and ``SpanMarkerHead.forward`` merely enumerates widths up to ``max_width``. We
+apply the same formula to the true first and last words of any mention, so a long mention
+gets the vector the head would give with a larger ``max_width`` (identical to the head's own
+output for mentions within ``max_width``; see tests). A mention that does not fit in one
+encoder window (hundreds of words) is cut at the end of the window owning its first word.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .modeling.checkpoint import GlinerCheckpoint
+from .modeling.inputs import InputBuilder
+from .windows import Window, plan_windows
+
+Mention = Tuple[int, int]  # word offsets [start, end) in the document
+
+
+def check_linker_checkpoint(config, source: str = "checkpoint") -> None:
+    """Linking needs two towers (entities are read like labels) and a span head."""
+    if not config.bi_encoder:
+        raise ValueError(
+            f"{source} is a uni-encoder GLiNER; entity linking needs a bi-encoder checkpoint "
+            "(a 'labels_encoder' in gliner_config.json), whose label tower embeds the KB entities."
+        )
+    if not config.is_span_model:
+        raise ValueError(
+            f"{source} is a token-level GLiNER (span_mode={config.span_mode!r}); entity linking needs a "
+            "span model, whose span head gives the mention vectors."
+        )
+
+
+def sigmoid_scores(mention: np.ndarray, entities: np.ndarray) -> np.ndarray:
+    """``sigmoid(entities @ mention)`` for one mention vector (D,) and entity vectors (M, D)."""
+    if entities.shape[0] == 0:
+        return np.zeros(0, dtype=np.float32)
+    logits = torch.from_numpy(np.asarray(entities, dtype=np.float32)) @ torch.from_numpy(np.asarray(mention, dtype=np.float32))
+    return torch.sigmoid(logits).numpy()
+
+
+class MentionEncoder:
+    """Runs one bi-encoder span checkpoint for linking: entity texts and document mentions."""
+
+    def __init__(
+        self,
+        checkpoint: GlinerCheckpoint,
+        batch_size: int = 8,
+        entity_batch_size: int = 128,
+        max_window_words: Optional[int] = None,
+        window_overlap: Optional[int] = None,
+    ):
+        check_linker_checkpoint(checkpoint.config)
+        self.checkpoint = checkpoint
+        self.config = checkpoint.config
+        self.model = checkpoint.model
+        self.inputs = InputBuilder(checkpoint.tokenizer, checkpoint.config, checkpoint.label_tokenizer)
+        self.batch_size = batch_size
+        self.entity_batch_size = entity_batch_size
+        self.max_window_words = max_window_words or self.config.max_len
+        self.window_overlap = window_overlap if window_overlap is not None else 2 * self.config.max_width
+        if self.window_overlap >= self.max_window_words:
+            raise ValueError(f"window_overlap ({self.window_overlap}) must be smaller than max_window_words ({self.max_window_words}).")
+        self._encoder_id: Optional[str] = None
+
+    # -- entities ---------------------------------------------------------------------------
+    @property
+    def encoder_id(self) -> str:
+        """Names the entity encoder for the embedding store: a digest of the label tower's weights
+        (and projection), so a store made by other weights is never reused."""
+        if self._encoder_id is None:
+            digest = hashlib.sha256()
+            for prefix in ("label_encoder.", "label_projection."):
+                for key, value in sorted(self.model.state_dict().items()):
+                    if key.startswith(prefix):
+                        digest.update(key.encode("utf-8"))
+                        digest.update(value.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+            self._encoder_id = f"gliner-bi-encoder-label-tower:{digest.hexdigest()[:24]}"
+        return self._encoder_id
+
+    def encode_entities(self, texts: List[str]) -> np.ndarray:
+        """(len(texts), D) float32 entity vectors; the ``encode`` function of the embedding store."""
+        out = []
+        device = self.model.device
+        with torch.inference_mode():
+            for begin in range(0, len(texts), self.entity_batch_size):
+                ids, mask = self.inputs.tokenize_labels(texts[begin : begin + self.entity_batch_size])
+                out.append(self.model.label_vectors(ids.to(device), mask.to(device)).float().cpu().numpy())
+        if not out:
+            return np.zeros((0, self.config.hidden_size), dtype=np.float32)
+        return np.concatenate(out, axis=0)
+
+    # -- mentions -----------------------------------------------------------------------------
+    def span_vectors(self, words: torch.Tensor, starts: torch.Tensor, lasts: torch.Tensor) -> torch.Tensor:
+        """Span head vectors for spans (first word, last word) of one window's (W, D) word vectors."""
+        head = self.model.span_head
+        pair = torch.cat([head.project_start(words[starts]), head.project_end(words[lasts])], dim=-1).relu()
+        return head.out_project(pair)
+
+    @staticmethod
+    def _pick_window(windows: Sequence[Window], start: int, end: int) -> Tuple[int, int]:
+        """(window index, clipped end) for a mention: the window owning its first word if the
+        mention fits there, else any window holding it whole, else the owner with the mention cut."""
+        owner = next(i for i, w in enumerate(windows) if w.own_start <= start < w.own_end)
+        if end <= windows[owner].end:
+            return owner, end
+        for i, w in enumerate(windows):
+            if w.start <= start and end <= w.end:
+                return i, end
+        return owner, windows[owner].end
+
+    def mention_vectors(
+        self, docs_words: Sequence[Sequence[str]], docs_mentions: Sequence[Sequence[Mention]]
+    ) -> List[np.ndarray]:
+        """(n_mentions, D) float32 mention vectors per document; each window is encoded once."""
+        dim = self.config.hidden_size
+        results = [np.zeros((len(m), dim), dtype=np.float32) for m in docs_mentions]
+        budget = self.inputs.max_tokens - self.inputs.special_count
+        jobs: Dict[Tuple[int, int], List[Tuple[int, int, int]]] = {}  # (doc, window) -> [(mention, start, last)]
+        all_windows: Dict[Tuple[int, int], Window] = {}
+        pieces: Dict[int, List[List[int]]] = {}
+        for doc_index, (words, mentions) in enumerate(zip(docs_words, docs_mentions)):
+            if not mentions:
+                continue
+            for start, end in mentions:
+                if not 0 <= start < end <= len(words):
+                    raise ValueError(f"mention word span ({start}, {end}) outside a document of {len(words)} words")
+            pieces[doc_index] = self.inputs.word_pieces(words)
+            windows = plan_windows(doc_index, [len(p) for p in pieces[doc_index]], self.max_window_words, budget, self.window_overlap)
+            for mention_index, (start, end) in enumerate(mentions):
+                window_index, end = self._pick_window(windows, start, end)
+                window = windows[window_index]
+                all_windows[(doc_index, window_index)] = window
+                jobs.setdefault((doc_index, window_index), []).append((mention_index, start - window.start, end - 1 - window.start))
+        order = sorted(jobs, key=lambda key: all_windows[key].length)
+        device = self.model.device
+        with torch.inference_mode():
+            for begin in range(0, len(order), self.batch_size):
+                keys = order[begin : begin + self.batch_size]
+                batch = self.inputs.build(
+                    [pieces[d][all_windows[(d, w)].start : all_windows[(d, w)].end] for d, w in keys]
+                ).to(device)
+                words = self.model.represent(batch).words
+                for row, key in enumerate(keys):
+                    items = jobs[key]
+                    starts = torch.tensor([s for _, s, _ in items], device=device)
+                    lasts = torch.tensor([e for _, _, e in items], device=device)
+                    vectors = self.span_vectors(words[row], starts, lasts).float().cpu().numpy()
+                    for (mention_index, _, _), vector in zip(items, vectors):
+                        results[key[0]][mention_index] = vector
+        return results

@@ -1,0 +1,220 @@
+"""gliner_linker: mention vectors, linking, NIL, candidates extension, scorer, serialization, bad input.
+
+The model is a bi-encoder GLiNER on the real MiniLM encoder with random (seeded) heads, built
+once with ``new_checkpoint``: behaviour is under test here, not accuracy.
+"""
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import spacy
+import torch
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+
+import spacy_gliner.components.linker  # noqa: F401  (registers the factory without the entry point)
+from spacy_gliner.components.linker import CANDIDATES_KEY, NIL
+from support import minilm_dir
+
+MAX_WIDTH = 4
+ENTITIES = [
+    {"id": "Q90", "name": "Paris", "types": ["city"], "prior": 50, "alias_priors": {"Paris": 40, "City of Light": 5}},
+    {"id": "Q47899", "name": "Paris Hilton", "types": ["person"], "prior": 10, "alias_priors": {"Paris": 2}},
+    {"id": "Q142", "name": "France", "types": ["country"], "prior": 60},
+    {"id": "Q76", "name": "Barack Obama", "description": "44th president of the United States", "aliases": ["Obama"], "prior": 30},
+    {"id": "Q312", "name": "Apple Inc.", "types": ["company"], "aliases": ["Apple"], "prior": 20},
+    {"id": "Q89", "name": "apple", "types": ["fruit"], "aliases": ["Apple"], "prior": 5},
+    {"id": "Q1", "name": "University of California, Los Angeles", "types": ["university"], "aliases": ["UCLA"]},
+]
+
+
+def write_kb(path, entities=ENTITIES):
+    path.write_text("".join(json.dumps(e) + "\n" for e in entities), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from spacy_gliner.modeling.checkpoint import save_checkpoint
+    from spacy_gliner.modeling.fresh import new_checkpoint
+
+    directory = tmp_path_factory.mktemp("linker_model") / "bi"
+    save_checkpoint(new_checkpoint(minilm_dir(), label_encoder=minilm_dir(), hidden_size=128, max_width=MAX_WIDTH), directory)
+    return directory
+
+
+@pytest.fixture()
+def kb_path(tmp_path):
+    return write_kb(tmp_path / "kb.jsonl")
+
+
+def make_nlp(model_dir, kb_path, **config):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("gliner_linker", config={"model": str(model_dir), "kb": str(kb_path), **config})
+    return nlp
+
+
+def doc_with_ents(nlp, text, ents):
+    doc = nlp.make_doc(text)
+    doc.ents = [doc.char_span(text.index(t), text.index(t) + len(t), label=label) for t, label in ents]
+    return doc
+
+
+TEXT = "Barack Obama flew to Paris , France , and met Apple engineers from the University of California , Los Angeles ."
+ENTS = [("Barack Obama", "PER"), ("Paris", "LOC"), ("France", "LOC"), ("Apple", "ORG"),
+        ("University of California , Los Angeles", "ORG")]
+
+
+def test_span_vectors_match_the_span_head_and_extend_it(model_dir):
+    from spacy_gliner.linking import MentionEncoder
+    from spacy_gliner.modeling.checkpoint import load_checkpoint
+
+    encoder = MentionEncoder(load_checkpoint(model_dir))
+    words = TEXT.split()
+    batch = encoder.inputs.build([encoder.inputs.word_pieces(words)])
+    with torch.inference_mode():
+        reps = encoder.model.represent(batch)
+        head = encoder.model.span_head(reps.words)[0]  # (W, K, D)
+        mentions = [(0, 2), (4, 5), (13, 19)]  # the last is 6 words > max_width
+        vectors = encoder.mention_vectors([words], [mentions])[0]
+    for (start, end), vector in zip(mentions[:2], vectors):
+        assert np.allclose(vector, head[start, end - start - 1].numpy(), atol=1e-5)
+    long_vector = vectors[2]
+    assert long_vector.shape == (128,) and np.isfinite(long_vector).all()
+    assert not np.allclose(long_vector, head[13, MAX_WIDTH - 1].numpy(), atol=1e-3)  # true endpoints, not a cut span
+    # A document longer than one window: every mention still gets a vector (context differs).
+    small = MentionEncoder(encoder.checkpoint, max_window_words=10, window_overlap=8)
+    windowed = small.mention_vectors([words], [mentions[:2]])[0]
+    assert windowed.shape == (2, 128) and np.isfinite(windowed).all()
+
+
+def test_links_ents_with_ranked_candidates_that_survive_to_bytes(model_dir, kb_path):
+    nlp = make_nlp(model_dir, kb_path, threshold=0.0, top_k=10)
+    linker = nlp.get_pipe("gliner_linker")
+    doc = nlp(doc_with_ents(nlp, TEXT, ENTS))
+    kb_ids = {e.id for e in linker.kb.iter_entities()}
+    for ent in doc.ents:
+        ranked = ent._.gliner_candidates
+        assert ranked, ent.text
+        scores = [s for _, s in ranked]
+        assert scores == sorted(scores, reverse=True) and all(0.0 <= s <= 1.0 for s in scores)
+        assert ent.kb_id_ == ranked[0][0] and ent.kb_id_ in kb_ids  # threshold 0: always the best
+    # Exact alias candidates are among those scored: "Apple" may be the company or the fruit.
+    apple = [e for e in doc.ents if e.text == "Apple"][0]
+    assert {"Q312", "Q89"} & {eid for eid, _ in apple._.gliner_candidates}
+    # Stored in user_data keyed by token offsets: survives doc.to_bytes.
+    assert (CANDIDATES_KEY, apple.start, apple.end) in doc.user_data
+    restored = Doc(nlp.vocab).from_bytes(doc.to_bytes())
+    assert [(e.text, e.kb_id_, e._.gliner_candidates) for e in restored.ents] == [
+        (e.text, e.kb_id_, e._.gliner_candidates) for e in doc.ents
+    ]
+    assert Span(doc, 0, 1)._.gliner_candidates is None  # never linked
+    # The embedding store is beside the KB, float16, one row per entity.
+    store = kb_path.with_name(kb_path.name + ".gliner_embeddings")
+    vectors = np.load(store / "embeddings.npy")
+    assert vectors.dtype == np.float16 and vectors.shape == (len(ENTITIES), 128)
+
+
+def test_threshold_gives_nil_and_no_candidates_gives_nil(model_dir, kb_path):
+    nlp = make_nlp(model_dir, kb_path, threshold=0.9)
+    doc = nlp(doc_with_ents(nlp, TEXT, ENTS))
+    for ent in doc.ents:
+        assert 1 <= len(ent._.gliner_candidates) <= 5  # top_k (default 5) of the merged candidates
+        best = ent._.gliner_candidates[0]
+        assert ent.kb_id_ == (best[0] if best[1] >= 0.9 else NIL)
+    exact_only = make_nlp(model_dir, kb_path, threshold=0.0,
+                          candidates={"@misc": "spacy_gliner.ExactAliasCandidates.v1"})
+    doc = exact_only(doc_with_ents(exact_only, "Zzyzx met Obama .", [("Zzyzx", "PER"), ("Obama", "PER")]))
+    zzyzx, obama = doc.ents
+    assert zzyzx.kb_id_ == NIL and zzyzx._.gliner_candidates == []
+    assert obama.kb_id_ == "Q76"
+
+
+def test_doc_without_ents_is_a_no_op_and_loads_nothing(model_dir, kb_path):
+    nlp = make_nlp(model_dir, kb_path)
+    doc = nlp("Nothing to link here .")
+    assert doc.ents == () and not doc.user_data
+    assert list(nlp.pipe(["one", "two"])) and nlp.get_pipe("gliner_linker")._encoder is None
+
+
+def test_spans_key_links_the_span_group_too(model_dir, kb_path):
+    nlp = make_nlp(model_dir, kb_path, threshold=0.0, spans_key="sc", candidates={"@misc": "spacy_gliner.ExactAliasCandidates.v1"})
+    doc = nlp.make_doc("Obama visited France .")
+    doc.spans["sc"] = [Span(doc, 0, 1, label="PER"), Span(doc, 2, 3, label="LOC")]
+    doc.spans["sc"].attrs["scores"] = [0.9, 0.8]
+    doc = nlp(doc)
+    assert [s.kb_id_ for s in doc.spans["sc"]] == ["Q76", "Q142"]
+    assert doc.spans["sc"].attrs["scores"] == [0.9, 0.8]
+    assert doc.spans["sc"][1]._.gliner_candidates[0][0] == "Q142"
+
+
+def test_scorer_and_unknown_gold_ids(model_dir, kb_path):
+    nlp = make_nlp(model_dir, kb_path, threshold=0.0, candidates={"@misc": "spacy_gliner.ExactAliasCandidates.v1"})
+    text = "Obama visited France and Zzyzx ."
+    predicted = nlp(doc_with_ents(nlp, text, [("Obama", "PER"), ("France", "LOC"), ("Zzyzx", "LOC")]))
+    reference = nlp.make_doc(text)
+    reference.ents = [Span(reference, 0, 1, "PER", kb_id="Q76"), Span(reference, 2, 3, "LOC", kb_id="Q142"),
+                      Span(reference, 4, 5, "LOC", kb_id="Q_NOT_IN_KB")]
+    example = Example(predicted, reference)
+    with pytest.warns(UserWarning, match="Q_NOT_IN_KB"):
+        scores = nlp.get_pipe("gliner_linker").score([example])
+    # Obama and France right; Zzyzx has no candidates (NIL) against an unknown gold id: a miss.
+    assert scores["nel_micro_p"] == pytest.approx(1.0)
+    assert scores["nel_micro_r"] == pytest.approx(2 / 3)
+    assert scores["nel_micro_f"] == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="gliner_linker.*Q_NOT_IN_KB"):
+        nlp.initialize(lambda: [example])
+
+
+def test_save_and_load_offline_without_the_original_kb(model_dir, tmp_path):
+    kb_dir = tmp_path / "source"
+    kb_dir.mkdir()
+    kb_file = write_kb(kb_dir / "kb.jsonl")
+    nlp = make_nlp(model_dir, kb_file, threshold=0.0)
+    doc = nlp(doc_with_ents(nlp, TEXT, ENTS))
+    expected = [(e.kb_id_, e._.gliner_candidates) for e in doc.ents]
+    nlp.to_disk(tmp_path / "pipeline")
+    data = nlp.to_bytes()
+    shutil.rmtree(kb_dir)
+    loaded = spacy.load(tmp_path / "pipeline")
+    linker = loaded.get_pipe("gliner_linker")
+    doc = loaded(doc_with_ents(loaded, TEXT, ENTS))
+    got = [(e.kb_id_, e._.gliner_candidates) for e in doc.ents]
+    assert [g[0] for g in got] == [e[0] for e in expected]
+    assert [s for g in got for _, s in g[1]] == pytest.approx([s for e in expected for _, s in e[1]], abs=1e-4)
+    assert linker._store is not None and len(linker.kb) == len(ENTITIES)
+    # Bytes: built from the config (KB path gone), then restored.
+    again = spacy.blank("en").from_config(nlp.config).from_bytes(data)
+    doc = again(doc_with_ents(again, TEXT, ENTS))
+    assert [e.kb_id_ for e in doc.ents] == [e[0] for e in expected]
+
+
+@pytest.mark.parametrize(
+    "lines, match",
+    [
+        ([], "empty"),
+        ([{"id": "Q1", "name": "A"}, {"id": "Q1", "name": "B"}], "duplicate id 'Q1'"),
+        ("truncated", "truncated"),
+    ],
+)
+def test_bad_knowledge_bases_fail_at_add_pipe_with_the_component_name(model_dir, tmp_path, lines, match):
+    path = tmp_path / "kb.jsonl"
+    if lines == "truncated":
+        path.write_text(json.dumps(ENTITIES[0]) + "\n" + json.dumps(ENTITIES[1])[:20], encoding="utf-8")
+    else:
+        write_kb(path, lines)
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match="gliner_linker") as info:
+        nlp.add_pipe("gliner_linker", config={"model": str(model_dir), "kb": str(path)})
+    assert match in str(info.value)
+
+
+def test_bad_settings_fail_early(model_dir, kb_path, tmp_path):
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match="threshold"):
+        nlp.add_pipe("gliner_linker", config={"model": str(model_dir), "kb": str(kb_path), "threshold": 1.5})
+    (tmp_path / "kb.csv").write_text("x", encoding="utf-8")
+    with pytest.raises(ValueError, match="gliner_linker.*knowledge base"):
+        nlp.add_pipe("gliner_linker", config={"model": str(model_dir), "kb": str(tmp_path / "kb.csv")})
