@@ -84,6 +84,10 @@ def test_span_vectors_match_the_span_head_and_extend_it(model_dir):
     long_vector = vectors[2]
     assert long_vector.shape == (128,) and np.isfinite(long_vector).all()
     assert not np.allclose(long_vector, head[13, MAX_WIDTH - 1].numpy(), atol=1e-3)  # true endpoints, not a cut span
+    # Entity texts are batched by length; the output keeps the input order.
+    texts = ["Barack Obama: 44th president of the United States", "France", "Paris (city)"]
+    together = encoder.encode_entities(texts)
+    assert np.allclose(together, np.concatenate([encoder.encode_entities([t]) for t in texts]), atol=1e-4)
     # A document longer than one window: every mention still gets a vector (context differs).
     small = MentionEncoder(encoder.checkpoint, max_window_words=10, window_overlap=8)
     windowed = small.mention_vectors([words], [mentions[:2]])[0]

