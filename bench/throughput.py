@@ -275,9 +275,17 @@ def nproc_worker(args):
         nlp.add_pipe("gliner_ner", config={"model": args.ckpt, "labels": labels, "threshold": THRESHOLD, "batch_size": BATCH_SIZE})
         return nlp
 
-    # n_process=2 first, with a pipeline whose model was never run in this process: forking after
-    # torch's thread pool has started deadlocks the children (seen here with a warmed-up parent).
-    # Each child loads the model itself, and that load is inside the timing (stated in the README).
+    # Worker processes are *spawned*, not forked: forking a process in which torch has already run
+    # (its OpenMP / intra-op thread pool started) deadlocks the children; our first full run hung
+    # here. With spawn, each child unpickles the (not yet loaded) pipeline and loads the model
+    # itself; that load is inside the n_process=2 timing (stated in the README). n_process=1 runs
+    # on another fresh pipeline, so both timings include one model load.
+    import multiprocessing
+
+    multiprocessing.set_start_method("spawn", force=True)
+    # each spawned child reads OMP_NUM_THREADS when it imports torch: split the cores between them
+    # instead of letting two torch thread pools oversubscribe them
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) // 2))
     out = {}
     for n_process in (2, 1):
         nlp = fresh()
@@ -286,24 +294,44 @@ def nproc_worker(args):
         seconds = time.perf_counter() - t
         out[n_process] = dict(seconds=seconds, docs_per_s=len(texts) / seconds, entities=sum(len(d.spans["sc"]) for d in docs))
     assert out[1]["entities"] == out[2]["entities"], out
-    print("RESULT " + json.dumps(dict(kind="n_process", n_labels=len(labels), n_texts=len(texts), runs=out)), flush=True)
+    print("RESULT " + json.dumps(dict(kind="n_process", start_method="spawn", child_omp_threads=int(os.environ["OMP_NUM_THREADS"]),
+                                      n_labels=len(labels), n_texts=len(texts), runs=out)), flush=True)
 
 
 def spawn(cmd, on_result, timeout=None):
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    """Run a worker, feed its RESULT lines to ``on_result``. On timeout the worker's whole process
+    group is killed: killing only the worker would leave its multiprocessing children holding the
+    stdout pipe open, and reading it would then never end."""
+    import signal
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+                            start_new_session=True)
     stderr_lines = []
     t = threading.Thread(target=lambda: stderr_lines.extend(proc.stderr), daemon=True)
     t.start()
-    timer = threading.Timer(timeout, proc.kill) if timeout else None
+    timed_out = threading.Event()
+
+    def kill_group():
+        timed_out.set()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    timer = threading.Timer(timeout, kill_group) if timeout else None
     if timer:
         timer.start()
-    for line in proc.stdout:
-        if line.startswith("RESULT "):
-            on_result(json.loads(line[len("RESULT "):]))
-    proc.wait()
-    if timer:
-        timer.cancel()
-    t.join()
+    try:
+        for line in proc.stdout:
+            if line.startswith("RESULT "):
+                on_result(json.loads(line[len("RESULT "):]))
+        proc.wait()
+    finally:
+        if timer:
+            timer.cancel()
+    t.join(timeout=10)
+    if timed_out.is_set():
+        raise RuntimeError(f"worker killed after the {timeout} s limit ({' '.join(cmd)}):\n{''.join(stderr_lines[-20:])}")
     if proc.returncode != 0:
         raise RuntimeError(f"worker failed ({' '.join(cmd)}):\n{''.join(stderr_lines[-40:])}")
 
