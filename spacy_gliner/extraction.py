@@ -45,6 +45,7 @@ class EntityExtractor:
         window_overlap: Optional[int] = None,
         label_chunk_size: int = 4096,
         label_cache_dtype: str = "float32",
+        label_top_k: Optional[int] = None,
     ):
         self.checkpoint = checkpoint
         self.config = checkpoint.config
@@ -60,6 +61,11 @@ class EntityExtractor:
             )
         self.label_chunk_size = label_chunk_size
         self.label_cache = LabelVectorCache(label_cache_dtype) if self.config.bi_encoder else None
+        # Bi-encoder span models: score only the top-k labels per window (label_retrieval.py);
+        # None scores every label. Ignored by uni-encoder and token-level models.
+        self.label_top_k = label_top_k
+        self._retriever = None
+        self._rows_memo = None
 
     # -- labels -----------------------------------------------------------------------------
     @property
@@ -111,6 +117,28 @@ class EntityExtractor:
         """Bi-encoder: make sure every label text has a cached vector; returns how many were computed."""
         return self.label_cache.fill(label_texts, self.encode_label_texts, progress=progress)
 
+    def _label_rows(self, label_texts: Sequence[str]):
+        """Cache rows of ``label_texts``, memoised for the same label list (a million dict look-ups
+        per batch would otherwise show up in the per-document time)."""
+        key = (id(label_texts), len(label_texts), self.label_cache.version)
+        memo = self._rows_memo
+        if memo is not None and memo[0] == key and memo[1] is label_texts and memo[2] == (label_texts[0], label_texts[-1]):
+            return memo[3]
+        rows = self.label_cache.rows(label_texts)
+        self._rows_memo = (key, label_texts, (label_texts[0], label_texts[-1]), rows) if len(label_texts) else None
+        return rows
+
+    @property
+    def label_retriever(self):
+        """The :class:`LabelRetriever` used when ``label_top_k`` is set (rebuilt if it changes)."""
+        if self.label_top_k is None:
+            return None
+        if self._retriever is None or self._retriever.top_k != self.label_top_k:
+            from .label_retrieval import LabelRetriever
+
+            self._retriever = LabelRetriever(int(self.label_top_k))
+        return self._retriever
+
     # -- documents --------------------------------------------------------------------------
     def windows_for(self, pieces: Sequence[Sequence[List[int]]], prompt_length: int) -> List[Window]:
         budget = self.text_budget - prompt_length
@@ -147,6 +175,9 @@ class EntityExtractor:
         order = sorted(range(len(windows)), key=lambda i: sum(len(p) for p in pieces[windows[i].doc_index][windows[i].start : windows[i].end]))
         found: Dict[int, List[DecodedSpan]] = {}
         device = self.model.device
+        bi_span = self.config.bi_encoder and self.config.is_span_model
+        rows = self._label_rows(label_texts) if self.config.bi_encoder else None
+        retrieve = bi_span and self.label_top_k is not None and self.label_top_k < len(label_texts)
         with torch.inference_mode():
             for begin in range(0, len(order), self.batch_size):
                 batch_windows = [windows[i] for i in order[begin : begin + self.batch_size]]
@@ -154,22 +185,59 @@ class EntityExtractor:
                     [pieces[w.doc_index][w.start : w.end] for w in batch_windows], prompt
                 ).to(device)
                 reps = self.model.represent(batch)
-                for offset, labels in self._label_chunks(label_texts, device):
-                    logits = self.model.score(reps, labels)
-                    if self.config.is_span_model:
-                        by_doc = span_candidates(torch.sigmoid(logits), batch_windows, threshold)
-                    else:
-                        by_doc = token_candidates(logits, batch_windows, threshold)
-                    for doc_index, spans in by_doc.items():
+                # bi-encoder span models: span vectors once per batch, then one product per label chunk
+                spans = self.model.span_head(reps.words) if bi_span else None
+                if retrieve:
+                    chunks = [self._retrieved_candidates(spans, batch_windows, rows, threshold, device)]
+                else:
+                    chunks = self._chunk_candidates(reps, spans, batch_windows, label_texts, rows, threshold, device)
+                for offset, by_doc in chunks:
+                    for doc_index, doc_spans in by_doc.items():
                         found.setdefault(doc_index, []).extend(
-                            DecodedSpan(s.start, s.end, s.label + offset, s.score) for s in spans
+                            DecodedSpan(s.start, s.end, s.label + offset, s.score) for s in doc_spans
                         )
         return found
 
-    def _label_chunks(self, label_texts, device):
+    def _chunk_candidates(self, reps, spans, batch_windows, label_texts, rows, threshold, device):
+        """(label offset, candidates by document) per label chunk: every label is scored."""
+        for offset, labels in self._label_chunks(label_texts, device, rows=rows):
+            if spans is not None:
+                logits = torch.einsum("bwkd,bcd->bwkc", spans, labels.unsqueeze(0).expand(spans.size(0), -1, -1))
+            else:
+                logits = self.model.score(reps, labels)
+            if self.config.is_span_model:
+                yield offset, span_candidates(torch.sigmoid(logits), batch_windows, threshold)
+            else:
+                yield offset, token_candidates(logits, batch_windows, threshold)
+
+    def _retrieved_candidates(self, spans, batch_windows, rows, threshold, device):
+        """(0, candidates by document) scoring only each window's top-k retrieved labels exactly."""
+        retriever = self.label_retriever
+        lengths = torch.tensor([w.length for w in batch_windows])
+        queries = retriever.queries(spans, lengths)
+        selected = retriever.select(
+            queries,
+            lambda begin, end: self.label_cache.vectors_for_rows(rows[begin:end], device),
+            len(rows),
+            key=(id(rows), len(rows), self.label_cache.version),
+        )  # (B, k) positions in label_texts
+        chosen = selected.cpu().numpy()
+        labels = self.label_cache.vectors_for_rows(rows[chosen.reshape(-1)], device).view(*chosen.shape, -1)
+        probs = torch.sigmoid(torch.einsum("bwkd,bcd->bwkc", spans, labels))
+        by_doc: Dict[int, List[DecodedSpan]] = {}
+        for b, window in enumerate(batch_windows):
+            for doc_index, doc_spans in span_candidates(probs[b : b + 1], [window], threshold).items():
+                by_doc.setdefault(doc_index, []).extend(
+                    DecodedSpan(s.start, s.end, int(chosen[b, s.label]), s.score) for s in doc_spans
+                )
+        return 0, by_doc
+
+    def _label_chunks(self, label_texts, device, rows=None):
         """Uni-encoder: the prompt's own labels. Bi-encoder: cached vectors, in bounded chunks."""
         if not self.config.bi_encoder:
             yield 0, None
             return
+        if rows is None:
+            rows = self.label_cache.rows(label_texts)
         for begin in range(0, len(label_texts), self.label_chunk_size):
-            yield begin, self.label_cache.vectors(label_texts[begin : begin + self.label_chunk_size], device)
+            yield begin, self.label_cache.vectors_for_rows(rows[begin : begin + self.label_chunk_size], device)
