@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
+import warnings
+from collections import Counter
+
 import srsly
 from spacy.language import Language
 from spacy.scorer import Scorer
@@ -16,11 +19,34 @@ from spacy.training import Example
 from spacy.util import registry
 
 from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
+from ..training.corpora import META_KEY
 from .annotations import doc_words, merge_entities, normalize_labels, optional_int, to_doc_span, write_span_group
 
 LABEL_CACHE_DIR = "label_cache"
 
+# Settings of training (GLiNER's recipe); every key is optional in a config.
+DEFAULT_TRAINING: Dict[str, Any] = {
+    "encoder_lr": 1e-5,
+    "head_lr": 5e-5,
+    "weight_decay": 0.01,
+    "warmup_steps": 0,
+    "total_steps": None,
+    "grad_clip": 1.0,
+    "focal_alpha": 0.75,
+    "focal_gamma": 0.0,
+    "label_smoothing": 0.0,
+    "reduction": "sum",
+    "max_types": 25,
+    "max_neg_type_ratio": 1,
+    "negative_rule": "corpus",
+    "seed": 0,
+}
+NEW_MODEL_KEYS = ("encoder", "label_encoder", "span_mode", "hidden_size", "max_width", "max_len", "num_rnn_layers", "dropout", "seed")
+
 DEFAULT_NER_CONFIG: Dict[str, Any] = {
+    "model": None,
+    "new_model": None,
+    "training": {},
     "labels": [],
     "threshold": 0.5,
     "nested": False,
@@ -44,7 +70,9 @@ DEFAULT_NER_CONFIG: Dict[str, Any] = {
 def make_gliner_ner(
     nlp: Language,
     name: str,
-    model: str,
+    model: Optional[str],
+    new_model: Optional[Dict[str, Any]],
+    training: Dict[str, Any],
     labels: Union[List[str], Dict[str, str]],
     threshold: float,
     nested: bool,
@@ -61,6 +89,8 @@ def make_gliner_ner(
         nlp.vocab,
         name=name,
         model=model,
+        new_model=new_model,
+        training=training,
         labels=labels,
         threshold=threshold,
         nested=nested,
@@ -96,6 +126,36 @@ def make_ner_scorer() -> Callable:
     return score_gliner_ner
 
 
+def _check_new_model(spec: Dict[str, Any]) -> Dict[str, Any]:
+    unknown = sorted(set(spec) - set(NEW_MODEL_KEYS))
+    if unknown or not spec.get("encoder"):
+        raise ValueError(
+            f"gliner_ner 'new_model': needs 'encoder' (a pretrained encoder directory or cached hub id); "
+            f"allowed keys: {', '.join(NEW_MODEL_KEYS)}" + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+        )
+    return dict(spec)
+
+
+def _check_training(settings: Dict[str, Any]) -> Dict[str, Any]:
+    unknown = sorted(set(settings) - set(DEFAULT_TRAINING))
+    if unknown:
+        raise ValueError(
+            f"gliner_ner 'training': unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(DEFAULT_TRAINING)}."
+        )
+    merged = {**DEFAULT_TRAINING, **settings}
+    for key in ("encoder_lr", "head_lr"):
+        if not isinstance(merged[key], (int, float)) or merged[key] < 0:
+            raise ValueError(f"gliner_ner 'training.{key}' must be a non-negative number, got {merged[key]!r}.")
+    return merged
+
+
+def _warn_counts(name: str, what: str, counts: Counter) -> None:
+    counts = {reason: n for reason, n in counts.items() if n}
+    if counts:
+        details = "; ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+        warnings.warn(f"{name}: in the {what}, skipped {details}.", stacklevel=3)
+
+
 class GlinerNER(GlinerPipe):
     """Zero-shot NER: every decoded span in ``doc.spans[spans_key]``, the best of them in ``doc.ents``."""
 
@@ -104,8 +164,10 @@ class GlinerNER(GlinerPipe):
         vocab,
         name: str = "gliner_ner",
         *,
-        model: str,
-        labels: Union[List[str], Dict[str, str]],
+        model: Optional[str] = None,
+        new_model: Optional[Dict[str, Any]] = None,
+        training: Optional[Dict[str, Any]] = None,
+        labels: Union[List[str], Dict[str, str]] = (),
         threshold: float = 0.5,
         nested: bool = False,
         multi_label: bool = False,
@@ -117,7 +179,13 @@ class GlinerNER(GlinerPipe):
         label_cache_dtype: str = "float32",
         scorer: Optional[Callable] = score_gliner_ner,
     ):
-        if not isinstance(model, (str, Path)) or not str(model).strip():
+        if (model is None) == (new_model is None):
+            raise ValueError(
+                "gliner_ner: give exactly one of 'model' (a checkpoint directory or hub id, e.g. "
+                "'urchade/gliner_small-v2.1') and 'new_model' (e.g. {'encoder': '<encoder dir>'} to train "
+                "a new GLiNER on a base encoder)."
+            )
+        if model is not None and (not isinstance(model, (str, Path)) or not str(model).strip()):
             raise ValueError("gliner_ner: 'model' must be a checkpoint directory or a hub id, e.g. 'urchade/gliner_small-v2.1'.")
         if not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
             raise ValueError(f"gliner_ner: 'threshold' must be a number in [0, 1), got {threshold!r}.")
@@ -127,7 +195,9 @@ class GlinerNER(GlinerPipe):
             raise ValueError(f"gliner_ner: 'label_cache_dtype' must be 'float32' or 'float16', got {label_cache_dtype!r}.")
         self.vocab = vocab
         self.name = name
-        self.source = str(model)
+        self.source = str(model) if model is not None else None
+        self.new_model = _check_new_model(new_model) if new_model is not None else None
+        self.training = _check_training(training or {})
         self._label_names, self.label_texts = normalize_labels(labels, "gliner_ner 'labels'") if labels else ([], [])
         self.cfg: Dict[str, Any] = {
             "threshold": float(threshold),
@@ -142,8 +212,13 @@ class GlinerNER(GlinerPipe):
         }
         self.scorer = scorer
         self._extractor = None
-        self.model = None  # the torch network lives in the extractor; nothing for thinc to train here
-        self._validate_local_checkpoint()
+        self._trainer = None
+        self._batches = None
+        self._skipped: Counter = Counter()
+        self.corpus_labels: Dict[str, List[str]] = {}
+        self.model = None  # the torch network lives in the extractor; it trains with its own optimizer
+        if self.source is not None:
+            self._validate_local_checkpoint()
 
     def _validate_local_checkpoint(self) -> None:
         """Fail at ``add_pipe`` for what can be checked cheaply: files present, labels that fit.
@@ -159,6 +234,10 @@ class GlinerNER(GlinerPipe):
         check_checkpoint_files(directory)
         if self.label_texts:
             label_lengths(directory, self.label_texts)
+
+    @property
+    def is_trainable(self) -> bool:
+        return True
 
     @property
     def labels(self):
@@ -182,7 +261,16 @@ class GlinerNER(GlinerPipe):
         from ..modeling.checkpoint import load_checkpoint
         from .device import model_device
 
-        checkpoint = load_checkpoint(source)
+        if source is None:
+            from ..modeling.fresh import new_checkpoint
+
+            for key in ("encoder", "label_encoder"):
+                where = self.new_model.get(key)
+                if where and str(where).startswith((".", "/", "~")) and not Path(where).expanduser().is_dir():
+                    raise ValueError(f"{self.name} 'new_model.{key}': encoder directory {where!r} does not exist.")
+            checkpoint = new_checkpoint(**self.new_model)
+        else:
+            checkpoint = load_checkpoint(source)
         checkpoint.model.to(model_device())
         extractor = EntityExtractor(
             checkpoint,
@@ -197,16 +285,136 @@ class GlinerNER(GlinerPipe):
         self._extractor = extractor
 
     def initialize(self, get_examples: Optional[Callable] = None, *, nlp: Optional[Language] = None, labels=None) -> None:
-        """Load the checkpoint; labels may come from ``[initialize.components.<name>]``."""
+        """Load (or build) the model. Labels come from ``[initialize.components.<name>]`` or, when
+        not given, from the gold data; the data also gives each corpus's label set, from which
+        training samples negative labels."""
         if labels is not None:
             self._label_names, self.label_texts = normalize_labels(labels, f"{self.name} initialize 'labels'")
-        if not self._label_names and get_examples is not None:
-            found = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents})
-            self._label_names, self.label_texts = list(found), list(found)
+        if get_examples is not None:
+            texts, problems = [], Counter()
+            for example in get_examples():
+                text = self._gold_text(example, problems)
+                if text is not None:
+                    texts.append(text)
+            found = sorted({label for text in texts for _, _, label in text.spans})
+            if not self._label_names:
+                self._label_names, self.label_texts = list(found), list(found)
+            by_corpus: Dict[str, set] = {}
+            for text in texts:
+                by_corpus.setdefault(text.corpus or "", set()).update(label for _, _, label in text.spans)
+            self.corpus_labels = {corpus: sorted(labels) for corpus, labels in by_corpus.items()}
+            width = self.extractor.config.max_width if self.extractor.config.is_span_model else None
+            if width:
+                problems["gold spans wider than max_width (not learnable by a span model)"] += sum(
+                    1 for text in texts for start, end, _ in text.spans if end - start > width
+                )
+            _warn_counts(self.name, "training data", problems)
         self._require_labels()
         self.extractor.check_labels(self.label_texts)
         if self.extractor.label_cache is not None:
             self.extractor.prepare_label_vectors(self.label_texts)
+
+    # -- training ---------------------------------------------------------------------------
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+        """One GLiNER training step on a batch of examples (the component's own AdamW; spaCy's
+        ``sgd`` is not used because the encoder and the heads learn at separate rates)."""
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        batch = self._training_batch(examples)
+        if batch is None:
+            return losses
+        losses[self.name] += self._get_trainer().step(batch, self._label_vectors_fn(batch))
+        if self.extractor.label_cache is not None:
+            self.extractor.label_cache.clear()  # the label encoder changed
+        return losses
+
+    def get_loss(self, examples: Iterable[Example]) -> float:
+        """The training loss on these examples, without updating (e.g. for a dev set)."""
+        import torch
+
+        batch = self._training_batch(examples)
+        if batch is None:
+            return 0.0
+        with torch.no_grad():
+            vectors = self._label_vectors_fn(batch)
+            return float(self._get_trainer().loss(batch, vectors() if vectors else None).item())
+
+    def _training_batch(self, examples: Iterable[Example]):
+        from ..training.batches import split_long_texts
+
+        problems: Counter = Counter()
+        texts = [t for t in (self._gold_text(eg, problems) for eg in examples) if t is not None]
+        if self._batches is None:
+            self._get_trainer()
+        builder = self._batches
+        extractor = self.extractor
+        texts, lost = split_long_texts(
+            texts, extractor.inputs, extractor.max_window_words, extractor.window_overlap,
+            extractor.text_budget - extractor.prompt_budget,
+        )
+        problems["gold spans crossing a training window border"] += lost
+        self._skipped.update(problems)
+        if not texts:
+            return None
+        batch = builder.build(texts)
+        return batch if batch.sample.num_labels else None
+
+    def _label_vectors_fn(self, batch):
+        if not self.extractor.config.bi_encoder:
+            return None
+        model, inputs = self.extractor.model, self.extractor.inputs
+        labels = batch.sample.labels[0]
+
+        def vectors():
+            ids, mask = inputs.tokenize_labels(labels)
+            return model.label_vectors(ids.to(model.device), mask.to(model.device))
+
+        return vectors
+
+    def _get_trainer(self):
+        if self._trainer is None:
+            from ..training.batches import BatchBuilder
+            from ..training.sampling import LabelSamplingConfig
+            from ..training.trainer import Trainer, TrainingSettings
+
+            t = self.training
+            settings = TrainingSettings(**{k: t[k] for k in TrainingSettings.__dataclass_fields__})
+            self._trainer = Trainer(self.extractor.model, settings)
+            sampling = LabelSamplingConfig(
+                max_types=t["max_types"],
+                max_neg_type_ratio=t["max_neg_type_ratio"],
+                negative_rule=t["negative_rule"],
+                mode="shared" if self.extractor.config.bi_encoder else "per_example",
+            )
+            corpus_labels = {c: [self._text_of(l) for l in labels] for c, labels in self.corpus_labels.items()}
+            self._batches = BatchBuilder(self.extractor.config, self.extractor.inputs, sampling, corpus_labels, seed=t["seed"])
+            self._skipped = Counter()
+        return self._trainer
+
+    def _text_of(self, label: str) -> str:
+        return self.label_descriptions.get(label, label)
+
+    def _gold_text(self, example: Example, problems: Counter):
+        """Words of the predicted doc and the gold spans (span group ``spans_key`` when the
+        reference has one, else its entities) in word offsets; ``None`` for an empty doc."""
+        from ..training.batches import GoldText
+
+        words, token_ids = doc_words(example.predicted)
+        if not words:
+            problems["empty documents"] += 1
+            return None
+        word_of = {token: i for i, token in enumerate(token_ids)}
+        reference = example.reference
+        key = self.cfg["spans_key"]
+        gold = list(reference.spans[key]) if key in reference.spans else list(reference.ents)
+        spans = []
+        for span in example.get_aligned_spans_y2x(gold, allow_overlap=True):
+            inside = [word_of[t] for t in range(span.start, span.end) if t in word_of]
+            if inside:
+                spans.append((inside[0], inside[-1] + 1, self._text_of(span.label_)))
+        problems["gold spans not aligned to the predicted tokens"] += len(gold) - len(spans)
+        corpus = reference.user_data.get(META_KEY, {}).get("corpus") if isinstance(reference.user_data.get(META_KEY), dict) else None
+        return GoldText(words, spans, corpus)
 
     def add_label(self, label: str, description: Optional[str] = None) -> int:
         names, texts = normalize_labels({label: description or label}, f"{self.name}.add_label")
@@ -254,7 +462,13 @@ class GlinerNER(GlinerPipe):
         path.mkdir(parents=True, exist_ok=True)
         srsly.write_json(
             path / SETTINGS_FILE,
-            {"labels": self._label_names, "label_texts": self.label_texts, "cfg": self.cfg, "source": self.source},
+            {
+                "labels": self._label_names,
+                "label_texts": self.label_texts,
+                "cfg": self.cfg,
+                "source": self.source,
+                "corpus_labels": self.corpus_labels,
+            },
         )
         extractor = self.extractor
         save_checkpoint(extractor.checkpoint, path / CHECKPOINT_DIR)
@@ -268,6 +482,7 @@ class GlinerNER(GlinerPipe):
         self._label_names, self.label_texts = list(saved["labels"]), list(saved["label_texts"])
         self.cfg.update(saved["cfg"])
         self.source = saved.get("source", self.source)
+        self.corpus_labels = saved.get("corpus_labels", {})
         cache = path / LABEL_CACHE_DIR
         self._load(path / CHECKPOINT_DIR, cache if cache.exists() else None)
         return self

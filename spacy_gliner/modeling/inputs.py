@@ -110,13 +110,23 @@ class InputBuilder:
         """Subwords one label adds to a uni-encoder prompt (its marker included)."""
         return 1 + (sum(len(p) for p in self.word_pieces([text], cap=None)) if text else 0)
 
-    def build(self, windows: Sequence[Sequence[List[int]]], prompt: Optional[List[int]] = None) -> EncodedBatch:
-        """Pad a batch of windows (each a list of per-word piece lists) into model inputs."""
-        prompt = prompt or []
+    def build(
+        self,
+        windows: Sequence[Sequence[List[int]]],
+        prompt: Optional[List[int]] = None,
+        prompts: Optional[Sequence[List[int]]] = None,
+    ) -> EncodedBatch:
+        """Pad a batch of windows (each a list of per-word piece lists) into model inputs.
+
+        ``prompt`` is shared by every row; ``prompts`` gives each row its own (training, where
+        every example has its own sampled labels).
+        """
+        if prompts is None:
+            prompts = [prompt or []] * len(windows)
         pooling = self.config.subtoken_pooling
         rows_ids, rows_words = [], []
-        for window in windows:
-            ids = list(self.prefix_ids) + list(prompt)
+        for window, row_prompt in zip(windows, prompts):
+            ids = list(self.prefix_ids) + list(row_prompt)
             marks = [0] * len(ids)
             for index, pieces in enumerate(window, start=1):
                 ids.extend(pieces)

@@ -38,7 +38,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 
-from .corpora import FORMATS, ReadStats, iter_corpus
+from .corpora import FORMATS, META_KEY, ReadStats, iter_corpus
 
 __all__ = ["input_files", "convert", "docs_to_docbin", "main"]
 
@@ -91,13 +91,16 @@ def convert(
     label_map: Union[None, str, Dict[str, str]] = None,
     label_mode: Optional[str] = None,
     by: Optional[str] = None,
+    corpus: Optional[str] = None,
     progress: bool = True,
     warn: bool = True,
 ) -> tuple:
     """Read ``input_path`` as ``fmt`` and (if ``output_path``) write a DocBin.
 
     Returns ``(docbin, stats)``; ``stats`` merges all input files.
-    ``limit`` caps the number of Docs over all files.
+    ``limit`` caps the number of Docs over all files. Every Doc records ``corpus`` (default: the
+    folder the data sits in, e.g. ``AnatEM``) in its metadata: training samples negative labels
+    only from the label set of the example's own corpus.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -125,7 +128,9 @@ def convert(
             if remaining is not None and remaining <= 0:
                 break
             stats = ReadStats(source=str(file))
+            name = corpus or (Path(input_path).name if Path(input_path).is_dir() else Path(file).parent.name)
             for doc in iter_corpus(fmt, file, stats, vocab=vocab, limit=remaining, **kwargs):
+                doc.user_data.setdefault(META_KEY, {})["corpus"] = name
                 db.add(doc)
                 if bar is not None:
                     bar.update(1)
@@ -164,6 +169,7 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     )
     parser.add_argument("--by", choices=["sentence", "document"], default=None, help="scierc unit")
     parser.add_argument("--stats-json", type=Path, default=None, help="also write the stats here")
+    parser.add_argument("--corpus", default=None, help="corpus name stored on each doc (default: the data folder name)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -181,6 +187,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         label_map=args.label_map,
         label_mode=args.label_mode,
         by=args.by,
+        corpus=args.corpus,
         progress=not args.quiet,
         warn=False,
     )

@@ -1,0 +1,122 @@
+"""Training batches: gold texts -> sampled prompt labels -> model inputs and targets.
+
+Torch side, no spaCy: the component turns Examples into :class:`GoldText` (words and gold word
+spans), this module does the rest.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from ..modeling.config import GlinerConfig
+from ..modeling.inputs import InputBuilder
+from ..modeling.model import EncodedBatch
+from ..windows import plan_windows
+from .sampling import LabelSamplingConfig, PromptLabelSample, batch_span_targets, sample_prompt_labels, token_target_indices
+
+
+@dataclass
+class GoldText:
+    """One training text: words, gold spans as (start, end exclusive, label), its corpus."""
+
+    words: List[str]
+    spans: List[Tuple[int, int, str]]
+    corpus: Optional[str] = None
+
+
+@dataclass
+class TrainingBatch:
+    encoded: EncodedBatch
+    sample: PromptLabelSample
+    label_mask: torch.Tensor  # (B, C)
+    targets: torch.Tensor  # (B, W, K, C) span models, (B, W, C, 3) token models
+    position_mask: torch.Tensor  # (B, W, K) valid spans, or (B, W) valid words
+    counts: Dict[str, int] = field(default_factory=dict)
+
+
+def split_long_texts(
+    texts: Sequence[GoldText], inputs: InputBuilder, max_words: int, overlap: int, max_pieces: int
+) -> Tuple[List[GoldText], int]:
+    """Texts that do not fit one encoder window become windows; each gold span goes to the window
+    that owns its start (and contains it whole). Returns the pieces and the count of spans lost
+    because no window contains them whole (only spans wider than half the overlap can be)."""
+    out: List[GoldText] = []
+    lost = 0
+    for text in texts:
+        counts = [len(p) for p in inputs.word_pieces(text.words)]
+        if len(text.words) <= max_words and sum(counts) <= max_pieces:
+            out.append(text)
+            continue
+        for window in plan_windows(0, counts, max_words, max_pieces, overlap):
+            spans = []
+            for start, end, label in text.spans:
+                if window.own_start <= start < window.own_end:
+                    if end <= window.end:
+                        spans.append((start - window.start, end - window.start, label))
+                    else:
+                        lost += 1
+            out.append(GoldText(text.words[window.start : window.end], spans, text.corpus))
+    return out, lost
+
+
+class BatchBuilder:
+    """Samples each batch's prompt labels (positives plus negatives, GLiNER's recipe) and builds
+    inputs and targets for one checkpoint family."""
+
+    def __init__(
+        self,
+        config: GlinerConfig,
+        inputs: InputBuilder,
+        sampling: LabelSamplingConfig,
+        corpus_labels: Dict[str, List[str]],
+        seed: int = 0,
+    ):
+        self.config = config
+        self.inputs = inputs
+        self.sampling = sampling
+        self.corpus_labels = corpus_labels
+        self.rng = random.Random(seed)
+
+    def sample_labels(self, texts: Sequence[GoldText]) -> PromptLabelSample:
+        gold = [[label for _, _, label in text.spans] for text in texts]
+        corpora = [text.corpus for text in texts]
+        known = {c for c in corpora if c is not None}
+        pool = sorted({label for c in known for label in self.corpus_labels.get(c, ())})
+        return sample_prompt_labels(
+            gold,
+            self.rng,
+            self.sampling,
+            corpora=corpora if known else None,
+            corpus_labels=self.corpus_labels if known else None,
+            pool=pool or None,
+        )
+
+    def build(self, texts: Sequence[GoldText], sample: Optional[PromptLabelSample] = None) -> TrainingBatch:
+        sample = sample or self.sample_labels(texts)
+        pieces = [self.inputs.word_pieces(text.words) for text in texts]
+        if self.config.bi_encoder:
+            encoded = self.inputs.build(pieces)
+        else:
+            encoded = self.inputs.build(pieces, prompts=[self.inputs.prompt_ids(labels) for labels in sample.labels])
+        label_mask = torch.tensor(sample.padded_label_mask(), dtype=torch.float32)
+        if label_mask.numel() == 0:
+            label_mask = torch.zeros((len(texts), 0))
+        lengths = [len(text.words) for text in texts]
+        spans = [[(s, e - 1, label) for s, e, label in text.spans] for text in texts]
+        if self.config.is_span_model:
+            targets = batch_span_targets(spans, sample.labels, lengths, self.config.max_width, on_too_wide="ignore")
+            dense = torch.from_numpy(targets.dense())
+            position_mask = torch.from_numpy(targets.span_mask())
+            counts = targets.counts
+        else:
+            width = max(lengths)
+            dense = torch.zeros((len(texts), width, sample.num_labels, 3))
+            for row, (text_spans, labels, n) in enumerate(zip(spans, sample.labels, lengths)):
+                for w, c, channel in token_target_indices(text_spans, labels, n):
+                    dense[row, w, c, channel] = 1.0
+            position_mask = torch.arange(width).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+            counts = {"positives": int(dense[..., 2].sum())}
+        return TrainingBatch(encoded, sample, label_mask, dense, position_mask, counts)
