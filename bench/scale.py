@@ -1,0 +1,115 @@
+"""Bi-encoder with very large label sets: per-document time, cache save/load, memory.
+
+Label vectors: 2,000 real label names encoded by the label encoder of the ``bi_sharp`` checkpoint
+(tests/support.py recipe), then tiled with small Gaussian noise up to 100k / 1M rows (encoding a
+million labels on 2 CPU cores would take hours; timings do not depend on the vector values, but
+the retrieval *recall* at these sizes is therefore not a real-label measurement -- see
+tests/test_scale.py for recall on 20,000 real labels). float16 cache, threshold 0.85.
+
+    HF_HUB_OFFLINE=1 python bench/scale.py     # writes bench/results/scale.json and scale.png
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT / "tests"))
+THRESHOLD, TOP_K, N_DOCS = 0.85, 1024, 8
+
+
+def main():
+    import numpy as np
+    import psutil
+    from support import FAMILIES, build_reference_checkpoint, crossner_sentences, split_words
+    from test_scale import real_label_names
+    from spacy_gliner.extraction import DecodeSettings, EntityExtractor
+    from spacy_gliner.modeling.checkpoint import load_checkpoint
+    from spacy_gliner.modeling.label_cache import LabelVectorCache
+
+    proc = psutil.Process()
+    ckpt = Path(os.environ.get("SPACY_GLINER_BENCH_CKPTS", "/tmp/spacy_gliner_bench_checkpoints")) / "bi_sharp"
+    if not (ckpt / "gliner_config.json").exists():
+        build_reference_checkpoint(ckpt, **FAMILIES["bi_sharp"])
+    ex = EntityExtractor(load_checkpoint(ckpt), label_cache_dtype="float16")
+    real = real_label_names(2000)
+    t = time.perf_counter()
+    ex.prepare_label_vectors(real, progress=False)
+    encode_s = time.perf_counter() - t
+    base = ex.label_cache.matrix().astype(np.float32)
+    rng = np.random.default_rng(0)
+    big = LabelVectorCache("float16")
+    big.add(real, base)
+    n_max = 1_000_000
+    t = time.perf_counter()
+    for begin in range(len(real), n_max, 100_000):
+        n = min(100_000, n_max - begin)
+        idx = rng.integers(0, len(real), n)
+        big.add([f"{real[i]} #{begin + j}" for j, i in enumerate(idx)], base[idx] + rng.normal(0, 0.05, (n, base.shape[1])) * np.abs(base[idx]).mean())
+    build_s = time.perf_counter() - t
+    ex.label_cache = big
+    labels_all = list(big._rows)
+    docs = [split_words(s) for d in ("AI", "politics") for s in crossner_sentences(d, N_DOCS // 2)]
+    settings = DecodeSettings(THRESHOLD)
+    runs = []
+
+    def timed(n, top_k):
+        labels = labels_all[:n]
+        ex.label_top_k = top_k
+        ex.extract(docs[:1], labels, settings)  # warm-up (row memo, first batch)
+        rss0 = proc.memory_info().rss
+        t = time.perf_counter()
+        out = ex.extract(docs, labels, settings)
+        s = time.perf_counter() - t
+        runs.append(dict(n_labels=n, top_k=top_k, seconds_per_doc=s / len(docs), entities=sum(map(len, out)),
+                         rss_mb=proc.memory_info().rss / 2**20, rss_growth_mb=(proc.memory_info().rss - rss0) / 2**20))
+        print(runs[-1], flush=True)
+
+    timed(1024, None)
+    timed(100_000, None)
+    timed(100_000, TOP_K)
+    timed(1_000_000, TOP_K)
+    ex.label_top_k = None
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        big.to_disk(tmp)
+        save_s = time.perf_counter() - t
+        size_mb = sum(f.stat().st_size for f in Path(tmp).iterdir()) / 2**20
+        rss0 = proc.memory_info().rss
+        t = time.perf_counter()
+        loaded = LabelVectorCache().from_disk(tmp)
+        load_s = time.perf_counter() - t
+        load_rss = (proc.memory_info().rss - rss0) / 2**20
+        t = time.perf_counter()
+        loaded.add(["one more label"], base[:1])
+        add_s = time.perf_counter() - t
+        t = time.perf_counter()
+        loaded.to_disk(tmp)
+        resave_s = time.perf_counter() - t
+    result = dict(threshold=THRESHOLD, top_k=TOP_K, n_docs=len(docs), cache_dtype="float16", real_labels_encoded=len(real),
+                  real_label_encode_s=encode_s, synthetic_fill_s=build_s, runs=runs,
+                  cache_1m=dict(save_s=save_s, size_mb=size_mb, load_s=load_s, load_rss_growth_mb=load_rss,
+                                add_one_to_mapped_s=add_s, resave_after_add_s=resave_s))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "scale.json").write_text(json.dumps(result, indent=2))
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for top_k, style in ((None, "o-"), (TOP_K, "s--")):
+        pts = [(r["n_labels"], r["seconds_per_doc"]) for r in runs if r["top_k"] == top_k]
+        ax.plot(*zip(*pts), style, label="exhaustive" if top_k is None else f"top-{top_k} retrieval")
+    ax.set_xscale("log"); ax.set_yscale("log"); ax.set_xlabel("labels"); ax.set_ylabel("s / document"); ax.grid(alpha=0.3); ax.legend()
+    ax.set_title("bi-encoder, float16 cache, CPU (shared 2 cores)")
+    fig.tight_layout(); fig.savefig(RESULTS / "scale.png", dpi=110)
+    print(json.dumps(result["cache_1m"]))
+
+
+if __name__ == "__main__":
+    main()
