@@ -57,6 +57,7 @@ DEFAULT_NER_CONFIG: Dict[str, Any] = {
     "max_window_words": None,
     "window_overlap": None,
     "label_cache_dtype": "float32",
+    "label_top_k": None,
     "scorer": {"@scorers": "spacy_gliner.ner_scorer.v1"},
 }
 
@@ -83,6 +84,7 @@ def make_gliner_ner(
     max_window_words: Optional[int],
     window_overlap: Optional[int],
     label_cache_dtype: str,
+    label_top_k: Optional[int],
     scorer: Optional[Callable],
 ) -> "GlinerNER":
     return GlinerNER(
@@ -101,6 +103,7 @@ def make_gliner_ner(
         max_window_words=max_window_words,
         window_overlap=window_overlap,
         label_cache_dtype=label_cache_dtype,
+        label_top_k=label_top_k,
         scorer=scorer,
     )
 
@@ -177,6 +180,7 @@ class GlinerNER(GlinerPipe):
         max_window_words: Optional[int] = None,
         window_overlap: Optional[int] = None,
         label_cache_dtype: str = "float32",
+        label_top_k: Optional[int] = None,
         scorer: Optional[Callable] = score_gliner_ner,
     ):
         if (model is None) == (new_model is None):
@@ -209,6 +213,7 @@ class GlinerNER(GlinerPipe):
             "max_window_words": optional_int(max_window_words, "gliner_ner 'max_window_words'", 2),
             "window_overlap": optional_int(window_overlap, "gliner_ner 'window_overlap'", 0),
             "label_cache_dtype": label_cache_dtype,
+            "label_top_k": optional_int(label_top_k, "gliner_ner 'label_top_k'", 1),
         }
         self.scorer = scorer
         self._extractor = None
@@ -278,6 +283,7 @@ class GlinerNER(GlinerPipe):
             max_window_words=self.cfg["max_window_words"],
             window_overlap=self.cfg["window_overlap"],
             label_cache_dtype=self.cfg["label_cache_dtype"],
+            label_top_k=self.cfg.get("label_top_k"),
         )
         extractor.check_labels(self.label_texts)
         if label_cache is not None and extractor.label_cache is not None:
