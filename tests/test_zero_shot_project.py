@@ -79,6 +79,18 @@ def test_scoring_exact_match_micro_counts():
         ev.score_domain([pred_doc(vocab, ["Other"], [])], [gold[0]], labels)
 
 
+def test_scoring_with_separate_vocabs():
+    """Gold read with its own vocab, predictions made in the pipeline's vocab: a predicted label
+    the gold StringStore has never seen must still be scored (as a false positive)."""
+    ev = load_script("evaluate_zero_shot")
+    words = "Ada Lovelace wrote notes".split()
+    gold = [gold_doc(spacy.blank("en").vocab, words, [(0, 2, "person")])]
+    pred_vocab = spacy.blank("en").vocab
+    pred = [pred_doc(pred_vocab, words, [(0, 2, "person"), (3, 4, "never_seen_label_xyz")])]
+    res = ev.score_domain(pred, gold, ["person", "never_seen_label_xyz"])
+    assert (res["tp"], res["fp"], res["fn"]) == (1, 1, 0)
+
+
 def test_report_rows_and_table():
     rep = load_script("report")
     metrics = {

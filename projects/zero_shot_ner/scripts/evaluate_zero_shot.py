@@ -35,7 +35,12 @@ def blank_copies(gold_docs: Iterable[Doc], vocab) -> List[Doc]:
 
 def score_domain(pred_docs: Sequence[Doc], gold_docs: Sequence[Doc], labels: Sequence[str]) -> Dict:
     """Exact-match micro scores of ``pred_docs`` (entities in ``doc.ents``) against ``gold_docs``
-    (gold in ``doc.spans["sc"]``, else ``doc.ents``)."""
+    (gold in ``doc.spans["sc"]``, else ``doc.ents``). The docs may have different vocabs:
+    predicted labels are added to each gold doc's StringStore, where aligned spans are built."""
+    for pred, gold in zip(pred_docs, gold_docs):
+        if pred.vocab is not gold.vocab:
+            for span in pred.ents:
+                gold.vocab.strings.add(span.label_)
     return evaluate_ner(make_examples(pred_docs, gold_docs), gold_key="sc", labels=labels)
 
 
@@ -52,7 +57,7 @@ def evaluate(nlp, data_dir: Path, domains: Sequence[str], thresholds: Sequence[f
     info: Dict[str, Dict] = {}
     for domain in domains:
         folder = data_dir / "gliner_ner_datasets" / f"CrossNER_{domain}"
-        gold, labels, stats = read_gliner_dataset(folder, "test", warn=False, limit=limit)
+        gold, labels, stats = read_gliner_dataset(folder, "test", warn=False, limit=limit, vocab=nlp.vocab)
         info[domain] = {"n_docs": len(gold), "labels": labels, "notes": dict(stats.notes)}
         for t in thresholds:
             t0 = time.perf_counter()
