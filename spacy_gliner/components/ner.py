@@ -39,6 +39,8 @@ DEFAULT_TRAINING: Dict[str, Any] = {
     "max_types": 25,
     "max_neg_type_ratio": 1,
     "negative_rule": "corpus",
+    "random_drop": True,
+    "empty_negatives": 1,
     "seed": 0,
 }
 NEW_MODEL_KEYS = ("encoder", "label_encoder", "span_mode", "hidden_size", "max_width", "max_len", "num_rnn_layers", "dropout", "seed")
@@ -390,6 +392,8 @@ class GlinerNER(GlinerPipe):
                 max_types=t["max_types"],
                 max_neg_type_ratio=t["max_neg_type_ratio"],
                 negative_rule=t["negative_rule"],
+                random_drop=t["random_drop"],
+                empty_negatives=t["empty_negatives"],
                 mode="shared" if self.extractor.config.bi_encoder else "per_example",
             )
             corpus_labels = {c: [self._text_of(l) for l in labels] for c, labels in self.corpus_labels.items()}
