@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     limit = metrics.get("limit")
     scope = f"first {limit} test sentences per domain" if limit else "full test sets"
     title = args.title or f"Zero-shot CrossNER F1 ({tag} run, {scope})"
-    parts = [f"## {title}", ""]
+    parts = [f"## {title}\n"]
     if tag == "quick":
         parts.append("**QUICK run**: small training sample, few steps, test subsets; a pipeline check, not a quality claim.\n")
     rows = comparison_rows(metrics)
