@@ -137,6 +137,9 @@ def test_project_yml_parses_and_commands_use_existing_scripts():
     assert data_dir == (ROOT.parent / "shared" / "data").resolve()
     for asset in config["assets"]:
         assert asset["git"]["repo"].startswith("https://github.com/")
+        # `weasel assets` rmtree's an existing git dest without a matching checksum: never the shared data
+        dest = (PROJECT / asset["dest"]).resolve()
+        assert dest.is_relative_to(PROJECT / "assets") and not dest.is_relative_to(data_dir), asset["dest"]
     if data_dir.is_dir():
         for domain in load_script("evaluate_zero_shot").DOMAINS:
             assert (data_dir / "gliner_ner_datasets" / f"CrossNER_{domain}" / "labels.json").is_file()
