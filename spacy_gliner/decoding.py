@@ -24,19 +24,34 @@ class DecodedSpan:
     score: float
 
 
-def span_candidates(probs, windows: Sequence[Window], threshold: float) -> Dict[int, List[DecodedSpan]]:
+def span_candidates(
+    probs, windows: Sequence[Window], threshold: float, label_ids=None, best_label_only: bool = False
+) -> Dict[int, List[DecodedSpan]]:
     """Candidates from span-model probabilities (B, W, K, C), grouped by document.
 
+    ``label_ids`` maps the C scored labels to the caller's label ids: (C,) shared or (B, C) per
+    window (default: their positions). ``best_label_only`` keeps only each span's best label,
+    which is exact when a span may carry one label: greedy selection could never take the others.
     Vectorised: one ``nonzero`` over the batch; only spans above the threshold reach Python.
     """
     import torch
 
-    batch_idx, start_idx, width_idx, label_idx = torch.nonzero(probs > threshold, as_tuple=True)
+    if best_label_only:
+        best, best_label = probs.max(dim=-1)
+        batch_idx, start_idx, width_idx = torch.nonzero(best > threshold, as_tuple=True)
+        label_idx = best_label[batch_idx, start_idx, width_idx]
+        scores = best[batch_idx, start_idx, width_idx]
+    else:
+        batch_idx, start_idx, width_idx, label_idx = torch.nonzero(probs > threshold, as_tuple=True)
+        scores = probs[batch_idx, start_idx, width_idx, label_idx]
     by_doc: Dict[int, List[DecodedSpan]] = {}
     if batch_idx.numel() == 0:
         return by_doc
-    scores = probs[batch_idx, start_idx, width_idx, label_idx].float().cpu().numpy()
+    scores = scores.float().cpu().numpy()
     batch_idx, start_idx, width_idx, label_idx = (t.cpu().numpy() for t in (batch_idx, start_idx, width_idx, label_idx))
+    if label_ids is not None:
+        label_ids = np.asarray(label_ids)
+        label_idx = label_ids[batch_idx, label_idx] if label_ids.ndim == 2 else label_ids[label_idx]
     lengths = np.array([w.length for w in windows])
     offsets = np.array([w.start for w in windows])
     own_start = np.array([w.own_start for w in windows])
@@ -45,12 +60,14 @@ def span_candidates(probs, windows: Sequence[Window], threshold: float) -> Dict[
     keep = (start_idx + width_idx + 1 <= lengths[batch_idx]) & (doc_start >= own_start[batch_idx]) & (
         doc_start < own_end[batch_idx]
     )
-    for b, s, k, c, score in zip(batch_idx[keep], doc_start[keep], width_idx[keep], label_idx[keep], scores[keep]):
-        by_doc.setdefault(windows[b].doc_index, []).append(DecodedSpan(int(s), int(s + k + 1), int(c), float(score)))
+    doc_index = np.array([w.doc_index for w in windows])[batch_idx[keep]]
+    starts, ends = doc_start[keep], doc_start[keep] + width_idx[keep] + 1
+    for d, s, e, c, score in zip(doc_index.tolist(), starts.tolist(), ends.tolist(), label_idx[keep].tolist(), scores[keep].tolist()):
+        by_doc.setdefault(d, []).append(DecodedSpan(s, e, c, score))
     return by_doc
 
 
-def token_candidates(logits, windows: Sequence[Window], threshold: float) -> Dict[int, List[DecodedSpan]]:
+def token_candidates(logits, windows: Sequence[Window], threshold: float, label_ids=None) -> Dict[int, List[DecodedSpan]]:
     """Candidates from token-level logits (B, W, C, 3): start, end and inside scores.
 
     A span runs from a start above the threshold to an end above it (same label), every word
@@ -79,7 +96,8 @@ def token_candidates(logits, windows: Sequence[Window], threshold: float) -> Dic
                 if (inside < threshold).any():
                     continue
                 score = min(float(inside.min()), float(start_p[st, label]), float(end_p[ed, label]))
-                spans.append(DecodedSpan(int(doc_start), int(window.start + ed + 1), int(label), score))
+                label_id = int(label) if label_ids is None else int(label_ids[label])
+                spans.append(DecodedSpan(int(doc_start), int(window.start + ed + 1), label_id, score))
     return by_doc
 
 

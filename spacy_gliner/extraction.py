@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 
 from .decoding import DecodedSpan, greedy_select, span_candidates, token_candidates
@@ -163,15 +164,16 @@ class EntityExtractor:
             group_texts = [label_texts[i] for i in group]
             prompt = [] if self.config.bi_encoder else self.inputs.prompt_ids(group_texts)
             windows = self.windows_for(pieces, len(prompt))
-            for doc_index, spans in self._score_windows(windows, pieces, prompt, group_texts, settings.threshold).items():
-                candidates.setdefault(doc_index, []).extend(
-                    DecodedSpan(s.start, s.end, group[s.label], s.score) for s in spans
-                )
+            found = self._score_windows(windows, pieces, prompt, group, group_texts, settings)
+            for doc_index, spans in found.items():
+                candidates.setdefault(doc_index, []).extend(spans)
         for doc_index, spans in candidates.items():
             results[doc_index] = greedy_select(spans, settings.nested, settings.multi_label)
         return results
 
-    def _score_windows(self, windows, pieces, prompt, label_texts, threshold) -> Dict[int, List[DecodedSpan]]:
+    def _score_windows(self, windows, pieces, prompt, group, label_texts, settings) -> Dict[int, List[DecodedSpan]]:
+        """Candidates per document, labels already mapped to positions in the full label list."""
+        group = np.asarray(group)
         order = sorted(range(len(windows)), key=lambda i: sum(len(p) for p in pieces[windows[i].doc_index][windows[i].start : windows[i].end]))
         found: Dict[int, List[DecodedSpan]] = {}
         device = self.model.device
@@ -188,30 +190,31 @@ class EntityExtractor:
                 # bi-encoder span models: span vectors once per batch, then one product per label chunk
                 spans = self.model.span_head(reps.words) if bi_span else None
                 if retrieve:
-                    chunks = [self._retrieved_candidates(spans, batch_windows, rows, threshold, device)]
+                    chunks = [self._retrieved_candidates(spans, batch_windows, rows, group, settings, device)]
                 else:
-                    chunks = self._chunk_candidates(reps, spans, batch_windows, label_texts, rows, threshold, device)
-                for offset, by_doc in chunks:
+                    chunks = self._chunk_candidates(reps, spans, batch_windows, label_texts, rows, group, settings, device)
+                for by_doc in chunks:
                     for doc_index, doc_spans in by_doc.items():
-                        found.setdefault(doc_index, []).extend(
-                            DecodedSpan(s.start, s.end, s.label + offset, s.score) for s in doc_spans
-                        )
+                        found.setdefault(doc_index, []).extend(doc_spans)
         return found
 
-    def _chunk_candidates(self, reps, spans, batch_windows, label_texts, rows, threshold, device):
-        """(label offset, candidates by document) per label chunk: every label is scored."""
+    def _chunk_candidates(self, reps, spans, batch_windows, label_texts, rows, group, settings, device):
+        """Candidates by document per label chunk: every label is scored."""
         for offset, labels in self._label_chunks(label_texts, device, rows=rows):
             if spans is not None:
                 logits = torch.einsum("bwkd,bcd->bwkc", spans, labels.unsqueeze(0).expand(spans.size(0), -1, -1))
             else:
                 logits = self.model.score(reps, labels)
+            label_ids = group[offset : offset + logits.size(-1 if self.config.is_span_model else -2)]
             if self.config.is_span_model:
-                yield offset, span_candidates(torch.sigmoid(logits), batch_windows, threshold)
+                yield span_candidates(
+                    torch.sigmoid(logits), batch_windows, settings.threshold, label_ids, not settings.multi_label
+                )
             else:
-                yield offset, token_candidates(logits, batch_windows, threshold)
+                yield token_candidates(logits, batch_windows, settings.threshold, label_ids)
 
-    def _retrieved_candidates(self, spans, batch_windows, rows, threshold, device):
-        """(0, candidates by document) scoring only each window's top-k retrieved labels exactly."""
+    def _retrieved_candidates(self, spans, batch_windows, rows, group, settings, device):
+        """Candidates by document, scoring only each window's top-k retrieved labels exactly."""
         retriever = self.label_retriever
         lengths = torch.tensor([w.length for w in batch_windows])
         queries = retriever.queries(spans, lengths)
@@ -224,13 +227,7 @@ class EntityExtractor:
         chosen = selected.cpu().numpy()
         labels = self.label_cache.vectors_for_rows(rows[chosen.reshape(-1)], device).view(*chosen.shape, -1)
         probs = torch.sigmoid(torch.einsum("bwkd,bcd->bwkc", spans, labels))
-        by_doc: Dict[int, List[DecodedSpan]] = {}
-        for b, window in enumerate(batch_windows):
-            for doc_index, doc_spans in span_candidates(probs[b : b + 1], [window], threshold).items():
-                by_doc.setdefault(doc_index, []).extend(
-                    DecodedSpan(s.start, s.end, int(chosen[b, s.label]), s.score) for s in doc_spans
-                )
-        return 0, by_doc
+        return span_candidates(probs, batch_windows, settings.threshold, group[chosen], not settings.multi_label)
 
     def _label_chunks(self, label_texts, device, rows=None):
         """Uni-encoder: the prompt's own labels. Bi-encoder: cached vectors, in bounded chunks."""

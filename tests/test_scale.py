@@ -11,6 +11,8 @@ import time
 import numpy as np
 import pytest
 
+from spacy_gliner.extraction import DecodeSettings
+
 from support import DATA, crossner_sentences, split_words
 
 N_LABELS = 20_000
@@ -51,7 +53,10 @@ def candidates(ex, docs, labels, top_k):
     ex.label_top_k = top_k
     try:
         pieces = [ex.inputs.word_pieces(words) for words in docs]
-        found = ex._score_windows(ex.windows_for(pieces, 0), pieces, [], labels, THRESHOLD)
+        # multi_label: every (span, label) above the threshold is a candidate, not only each span's best.
+        found = ex._score_windows(
+            ex.windows_for(pieces, 0), pieces, [], list(range(len(labels))), labels, DecodeSettings(THRESHOLD, multi_label=True)
+        )
     finally:
         ex.label_top_k = None
     return {(d, s.start, s.end, s.label): s.score for d, spans in found.items() for s in spans}
