@@ -91,14 +91,16 @@ class LabelRetriever:
         return best_index
 
     def _select_faiss(self, queries, label_vectors, n_labels, k, key):
-        import faiss  # optional dependency, imported only when asked for
         import numpy as np
 
+        from .kb.dense import FaissIndex
+
         if self._faiss_index is None or key is None or key != self._faiss_key:
-            index = faiss.IndexFlatIP(queries.shape[-1])
-            for begin in range(0, n_labels, self.chunk_size):
-                index.add(np.ascontiguousarray(label_vectors(begin, min(begin + self.chunk_size, n_labels)).cpu().numpy()))
-            self._faiss_index, self._faiss_key = index, key
+            chunks = (
+                label_vectors(begin, min(begin + self.chunk_size, n_labels)).cpu().numpy()
+                for begin in range(0, n_labels, self.chunk_size)
+            )
+            self._faiss_index, self._faiss_key = FaissIndex.from_chunks(queries.shape[-1], chunks), key
         batch, n_queries, dim = queries.shape
         flat = np.ascontiguousarray(queries.reshape(batch * n_queries, dim).float().cpu().numpy())
         # the best label for any of a window's queries: search k per query, keep the k best of the union

@@ -67,11 +67,21 @@ class FaissIndex:
     """
 
     def __init__(self, vectors: np.ndarray, chunk_size: int = 65_536) -> None:
+        self._build(int(vectors.shape[1]), (vectors[start : start + chunk_size] for start in range(0, vectors.shape[0], chunk_size)))
+
+    @classmethod
+    def from_chunks(cls, dim: int, chunks) -> "FaissIndex":
+        """An index filled from an iterable of (n, dim) blocks, never holding them all at once."""
+        index = cls.__new__(cls)
+        index._build(dim, chunks)
+        return index
+
+    def _build(self, dim: int, chunks) -> None:
         faiss = _import_faiss()
-        self.dim = int(vectors.shape[1])
-        self._index: Any = faiss.IndexFlatIP(self.dim)
-        for start in range(0, vectors.shape[0], chunk_size):
-            self._index.add(np.ascontiguousarray(vectors[start : start + chunk_size], dtype=np.float32))
+        self.dim = dim
+        self._index: Any = faiss.IndexFlatIP(dim)
+        for block in chunks:
+            self._index.add(np.ascontiguousarray(block, dtype=np.float32))
 
     def search(self, queries: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray]:
         queries = _as_queries(queries, self.dim)
