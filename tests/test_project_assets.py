@@ -1,0 +1,23 @@
+"""No spaCy project may point an asset destination at the shared data: `weasel assets` deletes an
+existing git-asset destination that has no matching checksum before cloning into it."""
+from pathlib import Path
+
+import pytest
+import srsly
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECTS = sorted(ROOT.glob("projects/*/project.yml"))
+
+
+def test_projects_exist():
+    assert {p.parent.name for p in PROJECTS} >= {"zero_shot_ner", "linking"}
+
+
+@pytest.mark.parametrize("project", PROJECTS, ids=lambda p: p.parent.name)
+def test_asset_destinations_stay_inside_the_project(project):
+    config = srsly.read_yaml(project)
+    home = project.parent
+    for asset in config.get("assets", []):
+        dest = (home / asset["dest"]).resolve()
+        assert dest.is_relative_to(home / "assets"), f"{project}: asset dest {asset['dest']!r} leaves assets/"
+        assert "${" not in asset["dest"], f"{project}: asset dest {asset['dest']!r} depends on a variable"
