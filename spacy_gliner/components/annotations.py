@@ -55,6 +55,19 @@ def merge_entities(doc: Doc, ents: Sequence[Span], overwrite: bool) -> None:
     doc.set_ents(sorted(kept, key=lambda span: span.start))
 
 
+def write_entities(doc: Doc, spans, label_names: Sequence[str], spans_key: str, overwrite_ents: bool) -> List[Span]:
+    """Decoded spans -> ``doc.spans[spans_key]`` (all, with scores) and ``doc.ents`` (the best
+    non-overlapping ones, merged). The one way every gliner component writes entities; returns
+    the doc spans in the order of ``spans``."""
+    from ..decoding import best_non_overlapping
+
+    _, token_ids = doc_words(doc)
+    by_span = {s: to_doc_span(doc, token_ids, s.start, s.end, label_names[s.label]) for s in spans}
+    write_span_group(doc, spans_key, list(by_span.values()), [s.score for s in spans])
+    merge_entities(doc, [by_span[s] for s in best_non_overlapping(spans)], overwrite_ents)
+    return [by_span[s] for s in spans]
+
+
 def normalize_labels(labels, what: str = "labels") -> Tuple[List[str], List[str]]:
     """(names, texts the model reads) from a list of labels or a dict label -> description."""
     if isinstance(labels, str):

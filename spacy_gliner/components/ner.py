@@ -20,7 +20,7 @@ from spacy.util import registry
 
 from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
 from ..training.corpora import META_KEY
-from .annotations import doc_words, merge_entities, normalize_labels, optional_int, to_doc_span, write_span_group
+from .annotations import doc_words, normalize_labels, optional_int, write_entities
 
 LABEL_CACHE_DIR = "label_cache"
 
@@ -456,13 +456,8 @@ class GlinerNER(GlinerPipe):
         return self.extractor.extract(words, self.label_texts, settings)
 
     def set_annotations(self, docs: Iterable[Doc], decoded) -> None:
-        from ..decoding import best_non_overlapping
-
         for doc, spans in zip(docs, decoded):
-            _, token_ids = doc_words(doc)
-            doc_spans = {s: to_doc_span(doc, token_ids, s.start, s.end, self._label_names[s.label]) for s in spans}
-            write_span_group(doc, self.cfg["spans_key"], list(doc_spans.values()), [s.score for s in spans])
-            merge_entities(doc, [doc_spans[s] for s in best_non_overlapping(spans)], self.cfg["overwrite_ents"])
+            write_entities(doc, spans, self._label_names, self.cfg["spans_key"], self.cfg["overwrite_ents"])
 
     # -- serialization ------------------------------------------------------------------------
     def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:

@@ -18,7 +18,7 @@ from spacy.tokens import Doc
 
 from .. import relations as _relations  # registers doc._.relations / doc._.rel
 from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
-from .annotations import doc_words, merge_entities, normalize_labels, optional_int, to_doc_span, write_span_group
+from .annotations import doc_words, normalize_labels, optional_int, write_entities
 from .ner import score_gliner_ner  # noqa: F401  (registers spacy_gliner.ner_scorer.v1)
 
 
@@ -245,18 +245,9 @@ class GlinerRelex(GlinerPipe):
         return self.extractor.extract_relations(words, self.label_texts, self.relation_texts, settings)
 
     def set_annotations(self, docs: Iterable[Doc], results) -> None:
-        from ..decoding import best_non_overlapping
-
         for doc, result in zip(docs, results):
-            _, token_ids = doc_words(doc)
-            spans = result.entities
-            doc_spans = [to_doc_span(doc, token_ids, s.start, s.end, self._label_names[s.label]) for s in spans]
-            write_span_group(doc, self.cfg["spans_key"], doc_spans, [s.score for s in spans])
-            best = best_non_overlapping(spans)
-            merge_entities(
-                doc,
-                [to_doc_span(doc, token_ids, s.start, s.end, self._label_names[s.label]) for s in best],
-                self.cfg["overwrite_ents"],
+            doc_spans = write_entities(
+                doc, result.entities, self._label_names, self.cfg["spans_key"], self.cfg["overwrite_ents"]
             )
             found = []
             for rel in result.relations:
