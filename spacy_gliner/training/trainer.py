@@ -23,7 +23,7 @@ class TrainingSettings:
     weight_decay: float = 0.01
     warmup_steps: int = 0
     total_steps: Optional[int] = None  # linear decay to 0 over this many steps; None = constant
-    grad_clip: float = 1.0
+    grad_clip: float = 10.0
     focal_alpha: float = 0.75
     focal_gamma: float = 0.0
     label_smoothing: float = 0.0
