@@ -15,6 +15,11 @@ candidates, greedy decoding); the relation path is the reference's (``docs/relex
 Long documents: windows overlap by ``window_overlap`` words, so a relation whose head and tail lie
 in one window is found. When several windows see the same relation, the one owning the pair's
 first word (the window ownership rule of entity spans) gives its score; otherwise the first window.
+
+Given entities (:meth:`RelationExtractor.relations_between`, ``use_doc_ents``): the entity step is
+skipped. Each window's span representations are computed as usual and the given spans that lie
+wholly inside the window (and are at most ``max_width`` words wide) are the relation arguments;
+adjacency, pairing, the pair cap and relation scoring are the same code as above.
 """
 from __future__ import annotations
 
@@ -28,8 +33,9 @@ from .decoding import DecodedSpan, greedy_select, span_candidates
 from .extraction import EntityExtractor
 from .modeling.checkpoint import GlinerCheckpoint
 from .modeling.encoders import gather_prompt_vectors
-from .modeling.relation_heads import CandidatePairs, select_entities
+from .modeling.relation_heads import CandidatePairs, gather_entities, select_entities
 from .relation_decoding import decode_relation_candidates
+from .windows import Window
 
 DEFAULT_MAX_PAIRS = 10_000
 
@@ -108,8 +114,7 @@ class RelationExtractor(EntityExtractor):
         prompt = self.inputs.relex_prompt_ids(entity_texts, relation_texts)
         windows = self.windows_for(pieces, len(prompt))
         candidates: Dict[int, List[DecodedSpan]] = {}
-        # doc -> window start -> relations in reference emission order, arguments in doc word offsets
-        found: Dict[int, Dict[int, List[Tuple[Tuple[int, int], Tuple[int, int], int, float, bool]]]] = {}
+        found: Dict[int, Dict[int, List[WindowRelation]]] = {}
         for doc_index, spans, window, relations in self._score_relex_windows(windows, pieces, prompt, len(relation_texts), settings):
             if spans:
                 candidates.setdefault(doc_index, []).extend(spans)
@@ -117,35 +122,111 @@ class RelationExtractor(EntityExtractor):
                 found.setdefault(doc_index, {})[window.start] = relations
         for doc_index, spans in candidates.items():
             entities = greedy_select(spans, settings.nested, multi_label=False)
-            position: Dict[Tuple[int, int], int] = {}
-            for i, span in enumerate(entities):
-                position.setdefault((span.start, span.end), i)
-            chosen: Dict[Tuple[int, int, int], Tuple[float, bool]] = {}
-            order: List[Tuple[int, int, int]] = []
-            for start in sorted(found.get(doc_index, {})):
-                for head, tail, label, score, owned in found[doc_index][start]:
-                    h, t = position.get(head), position.get(tail)
-                    if h is None or t is None:
-                        continue
-                    key = (h, t, label)
-                    if key not in chosen:
-                        order.append(key)
-                        chosen[key] = (score, owned)
-                    elif owned and not chosen[key][1]:
-                        chosen[key] = (score, owned)
-            results[doc_index] = RelexResult(entities, [DecodedRelex(h, t, c, chosen[(h, t, c)][0]) for h, t, c in order])
+            relations = merge_window_relations(found.get(doc_index, {}), [(s.start, s.end) for s in entities])
+            results[doc_index] = RelexResult(entities, relations)
         return results
+
+    def relations_between(
+        self,
+        docs_words: Sequence[Sequence[str]],
+        docs_entities: Sequence[Sequence[Tuple[int, int]]],
+        docs_entity_texts: Sequence[Sequence[str]],
+        relation_texts: Sequence[str],
+        settings: RelexSettings,
+    ) -> Tuple[List[List[DecodedRelex]], int]:
+        """Relations among given entities (word spans, end exclusive) of each document.
+
+        ``docs_entity_texts[i]`` is the entity part of document i's prompt. Returns, per document,
+        relations whose ``head``/``tail`` index ``docs_entities[i]``, and the number of given
+        entities that no window could hold (wider than ``max_width`` or than a window).
+        """
+        results: List[List[DecodedRelex]] = [[] for _ in docs_words]
+        unusable = 0
+        jobs = []  # (window, prompt ids, given entities wholly inside it)
+        pieces: Dict[int, List[List[int]]] = {}
+        width = self.config.max_width
+        for doc_index, (words, entities) in enumerate(zip(docs_words, docs_entities)):
+            if len(entities) < 2 or not relation_texts:
+                continue
+            prompt = self.inputs.relex_prompt_ids(docs_entity_texts[doc_index], relation_texts)
+            pieces[doc_index] = self.inputs.word_pieces(words)
+            windows = [
+                Window(doc_index, w.start, w.end, w.own_start, w.own_end)
+                for w in self.windows_for([pieces[doc_index]], len(prompt))
+            ]
+            held = set()
+            for window in windows:
+                inside = [(s, e) for s, e in entities if window.start <= s and e <= window.end and e - s <= width]
+                held.update(inside)
+                if len(inside) >= 2:
+                    jobs.append((window, prompt, inside))
+            unusable += sum(1 for span in set(map(tuple, entities)) if span not in held)
+        if not jobs:
+            return results, unusable
+        found: Dict[int, Dict[int, List[WindowRelation]]] = {}
+        order = sorted(range(len(jobs)), key=lambda j: jobs[j][0].length)
+        device = self.model.device
+        K = self.config.max_width
+        with torch.inference_mode():
+            for begin in range(0, len(order), self.batch_size):
+                batch_jobs = [jobs[j] for j in order[begin : begin + self.batch_size]]
+                batch_windows = [job[0] for job in batch_jobs]
+                batch = self.inputs.build(
+                    [pieces[w.doc_index][w.start : w.end] for w in batch_windows], prompts=[job[1] for job in batch_jobs]
+                ).to(device)
+                reps = self.model.represent(batch)
+                span_rep = self.model.span_head(reps.words)
+                B, W = span_rep.shape[:2]
+                keep = torch.zeros((B, W, K), dtype=torch.bool)
+                for b, (window, _, inside) in enumerate(batch_jobs):
+                    for s, e in inside:
+                        keep[b, s - window.start, e - s - 1] = True
+                entities = gather_entities(span_rep, keep.to(device), span_index(B, W, K, device))
+                per_window = self._window_relations(entities, reps, batch, len(relation_texts), settings, batch_windows)
+                for window, relations in zip(batch_windows, per_window):
+                    if relations:
+                        found.setdefault(window.doc_index, {})[window.start] = relations
+        for doc_index, by_window in found.items():
+            results[doc_index] = merge_window_relations(by_window, [tuple(span) for span in docs_entities[doc_index]])
+        return results, unusable
+
+    def _window_relations(self, entities, reps, batch, num_relations, settings: RelexSettings, batch_windows):
+        """Adjacency, pairs (capped), relation scores and decoding for a batch of windows whose
+        relation arguments are ``entities``; relations per window in document word offsets."""
+        threshold = settings.threshold
+        adjacency_threshold = threshold if settings.adjacency_threshold is None else settings.adjacency_threshold
+        relation_threshold = threshold if settings.relation_threshold is None else settings.relation_threshold
+        head_module = self.model.relation_head
+        rel_prompts, _ = gather_prompt_vectors(
+            reps.token_embeddings, batch.input_ids, batch.attention_mask, self.rel_token_id,
+            self.config.embed_rel_token, count=num_relations,
+        )
+        adjacency = head_module.score_adjacency(entities.rep, entities.mask)
+        pairs = head_module.make_pairs(entities.rep, entities.mask, adjacency, adjacency_threshold)
+        pairs = cap_pairs(pairs, adjacency, settings.max_pairs)
+        rel_logits, _ = head_module.score_relations(pairs.head, pairs.tail, rel_prompts)
+        decoded = decode_relation_candidates(rel_logits, pairs.index, pairs.mask, relation_threshold, num_relations)
+        spans = entities.spans.tolist()
+        out = []
+        for b, window in enumerate(batch_windows):
+            relations = []
+            for rel in decoded[b]:
+                hs, he = spans[b][rel.head]
+                ts, te = spans[b][rel.tail]
+                head = (window.start + hs, window.start + he + 1)
+                tail = (window.start + ts, window.start + te + 1)
+                owned = window.own_start <= min(head[0], tail[0]) < window.own_end
+                relations.append(WindowRelation(head, tail, rel.label, float(rel.score), owned))
+            out.append(relations)
+        return out
 
     def _score_relex_windows(self, windows, pieces, prompt, num_relations, settings: RelexSettings):
         """Yield (doc_index, entity candidates, window, relation candidates) per window."""
         threshold = settings.threshold
-        adjacency_threshold = threshold if settings.adjacency_threshold is None else settings.adjacency_threshold
-        relation_threshold = threshold if settings.relation_threshold is None else settings.relation_threshold
         order = sorted(
             range(len(windows)),
             key=lambda i: sum(len(p) for p in pieces[windows[i].doc_index][windows[i].start : windows[i].end]),
         )
-        head_module = self.model.relation_head
         K = self.config.max_width
         device = self.model.device
         with torch.inference_mode():
@@ -156,34 +237,58 @@ class RelationExtractor(EntityExtractor):
                 logits, span_rep = self.model.score_spans(reps)
                 by_doc = span_candidates(torch.sigmoid(logits), batch_windows, threshold)
                 B, W = logits.shape[:2]
-                starts = torch.arange(W, device=device).view(1, W, 1)
-                widths = torch.arange(K, device=device).view(1, 1, K)
-                ends = (starts + widths).expand(B, W, K)
-                span_mask = ends < batch.num_words.to(device).view(B, 1, 1)
-                span_idx = torch.stack((starts.expand(B, W, K), ends), dim=-1).reshape(B, W * K, 2)
-                rel_prompts, _ = gather_prompt_vectors(
-                    reps.token_embeddings, batch.input_ids, batch.attention_mask, self.rel_token_id,
-                    self.config.embed_rel_token, count=num_relations,
-                )
+                span_idx = span_index(B, W, K, device)
+                span_mask = span_idx[..., 1] < batch.num_words.to(device).view(B, 1)
                 entities = select_entities(span_rep, logits, span_mask, span_idx, threshold)
-                adjacency = head_module.score_adjacency(entities.rep, entities.mask)
-                pairs = head_module.make_pairs(entities.rep, entities.mask, adjacency, adjacency_threshold)
-                pairs = cap_pairs(pairs, adjacency, settings.max_pairs)
-                rel_logits, _ = head_module.score_relations(pairs.head, pairs.tail, rel_prompts)
-                decoded = decode_relation_candidates(rel_logits, pairs.index, pairs.mask, relation_threshold, num_relations)
-                spans = entities.spans.tolist()
-                for b, window in enumerate(batch_windows):
-                    relations = []
-                    for rel in decoded[b]:
-                        hs, he = spans[b][rel.head]
-                        ts, te = spans[b][rel.tail]
-                        head = (window.start + hs, window.start + he + 1)
-                        tail = (window.start + ts, window.start + te + 1)
-                        owned = window.own_start <= min(head[0], tail[0]) < window.own_end
-                        relations.append((head, tail, rel.label, float(rel.score), owned))
+                per_window = self._window_relations(entities, reps, batch, num_relations, settings, batch_windows)
+                for window, relations in zip(batch_windows, per_window):
                     yield window.doc_index, [], window, relations
                 for doc_index, doc_spans in by_doc.items():
                     yield doc_index, doc_spans, None, []
+
+
+class WindowRelation(NamedTuple):
+    """A relation one window found, arguments as (start, end exclusive) document word spans;
+    ``owned``: the window owns the pair's first word."""
+
+    head: Tuple[int, int]
+    tail: Tuple[int, int]
+    label: int
+    score: float
+    owned: bool
+
+
+def span_index(batch_size: int, num_words: int, max_width: int, device) -> torch.Tensor:
+    """(B, W*K, 2) word (start, end inclusive) of every span slot, in flat order start*K + width."""
+    starts = torch.arange(num_words, device=device).view(num_words, 1).expand(num_words, max_width)
+    ends = starts + torch.arange(max_width, device=device).view(1, max_width)
+    return torch.stack((starts, ends), dim=-1).reshape(1, num_words * max_width, 2).expand(batch_size, -1, -1)
+
+
+def merge_window_relations(
+    by_window: Dict[int, List[WindowRelation]], entity_spans: Sequence[Tuple[int, int]]
+) -> List[DecodedRelex]:
+    """One document's relations from all its windows (keyed by window start), arguments mapped to
+    positions in ``entity_spans`` by exact boundaries (first match wins); relations whose head or
+    tail is not among them are dropped. A relation seen by several windows is reported once, with
+    the score of the window owning the pair's first word (else the first window that saw it)."""
+    position: Dict[Tuple[int, int], int] = {}
+    for i, span in enumerate(entity_spans):
+        position.setdefault((int(span[0]), int(span[1])), i)
+    chosen: Dict[Tuple[int, int, int], Tuple[float, bool]] = {}
+    order: List[Tuple[int, int, int]] = []
+    for start in sorted(by_window):
+        for rel in by_window[start]:
+            h, t = position.get(rel.head), position.get(rel.tail)
+            if h is None or t is None:
+                continue
+            key = (h, t, rel.label)
+            if key not in chosen:
+                order.append(key)
+                chosen[key] = (rel.score, rel.owned)
+            elif rel.owned and not chosen[key][1]:
+                chosen[key] = (rel.score, rel.owned)
+    return [DecodedRelex(h, t, c, chosen[(h, t, c)][0]) for h, t, c in order]
 
 
 def cap_pairs(pairs: CandidatePairs, adjacency: Optional[torch.Tensor], max_pairs: int) -> CandidatePairs:

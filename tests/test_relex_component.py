@@ -224,8 +224,8 @@ def test_bad_inputs(relex_models, conll04):
         nlp.add_pipe("gliner_relex", config={"model": str(path), "labels": ENTITY_LABELS})
     with pytest.raises(ValueError, match="collides with entity label"):
         nlp.add_pipe("gliner_relex", config={"model": str(path), "labels": ENTITY_LABELS, "relations": ["works for", "Org"]})
-    with pytest.raises(ValueError, match="use_doc_ents"):
-        nlp.add_pipe("gliner_relex", config={"model": str(path), "labels": ENTITY_LABELS, "relations": relations, "use_doc_ents": True})
+    with pytest.raises(ValueError, match="use_doc_ents=True"):
+        nlp.add_pipe("gliner_relex", config={"model": str(path), "relations": relations})
     with pytest.raises(ValueError, match="fit"):
         nlp.add_pipe("gliner_relex", name="big", config={"model": str(path), "labels": ENTITY_LABELS,
                                                          "relations": [f"relation number {i} between things" for i in range(60)]})
@@ -239,3 +239,42 @@ def test_bad_inputs(relex_models, conll04):
                                          "threshold": 0.0, "adjacency_threshold": 0.0, "relation_threshold": 0.0})
     doc = nlp("Paris")  # one word: exactly one possible entity
     assert len(doc.spans["sc"]) == 1 and doc._.relations == []
+
+
+def test_use_doc_ents_keeps_entities_and_relates_them(relex_models, conll04):
+    """Entities from a preceding component (an entity ruler with CoNLL04 gold mentions) stay exactly
+    as they were; relations are predicted between them only; 0 or 1 entity gives no relation."""
+    texts, relations = conll04
+    data = [d for d in json.loads(CONLL04.read_text()) if " ".join(d["tokens"]) in texts]
+    nlp = spacy.blank("en")
+    ruler = nlp.add_pipe("entity_ruler")
+    ruler.add_patterns([{"label": e["type"], "pattern": [{"ORTH": t} for t in d["tokens"][e["start"]:e["end"]]]}
+                        for d in data for e in d["entities"]])
+    nlp.add_pipe("gliner_relex", config={"model": str(relex_models["mlp"][1]), "relations": relations,
+                                         "use_doc_ents": True, "adjacency_threshold": 0.0, "relation_threshold": 0.0})
+    nlp.get_pipe("gliner_relex").cfg["threshold"] = 0.0
+    total = 0
+    for d in data:
+        words = d["tokens"]
+        before = [(e.start, e.end, e.label_) for e in nlp.get_pipe("entity_ruler")(Doc(nlp.vocab, words=words)).ents]
+        doc = nlp(Doc(nlp.vocab, words=words))
+        assert [(e.start, e.end, e.label_) for e in doc.ents] == before
+        assert "sc" not in doc.spans
+        ents = {(e.start, e.end) for e in doc.ents}
+        for rel in doc._.relations:
+            assert (rel.head.start, rel.head.end) in ents and (rel.tail.start, rel.tail.end) in ents
+            assert (rel.head.start, rel.head.end) != (rel.tail.start, rel.tail.end)
+            assert rel.head.label_ and rel.tail.label_ and rel.label in relations
+        n = len(doc.ents)
+        assert len(doc._.relations) == n * (n - 1) * len(relations)  # thresholds 0: every ordered pair, every label
+        total += len(doc._.relations)
+    assert total > 0
+    # configured labels take the prompt's entity part; same pairs, same count
+    nlp.get_pipe("gliner_relex").label_texts = ["person", "organization", "location", "other"]
+    doc = nlp(Doc(nlp.vocab, words=data[0]["tokens"]))
+    assert len(doc._.relations) == len(doc.ents) * (len(doc.ents) - 1) * len(relations)
+    nlp.get_pipe("gliner_relex").label_texts = []
+    for words, ents in ((["Paris", "is", "nice"], []), (["Paris", "is", "nice"], ["B-Loc", "O", "O"])):
+        doc = nlp.get_pipe("gliner_relex")(Doc(nlp.vocab, words=words, ents=ents or None))
+        assert doc._.relations == [] and doc._.rel == {}
+        assert len(doc.ents) == len([e for e in ents if e != "O"])

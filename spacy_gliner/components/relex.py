@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
+import warnings
+
 import srsly
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -38,16 +40,6 @@ DEFAULT_RELEX_CONFIG: Dict[str, Any] = {
     "use_doc_ents": False,
     "scorer": {"@scorers": "spacy_gliner.ner_scorer.v1"},
 }
-
-USE_DOC_ENTS_UNSUPPORTED = (
-    "gliner_relex: use_doc_ents=True is not supported yet. The reference relex model (gliner 0.2.29) "
-    "has no inference mode that takes given entities: it always pairs the spans its own entity scores "
-    "select (best label probability > threshold, over the prompt's entity labels), and its "
-    "'input_spans' option only filters the decoded output. Relations over doc.ents would therefore have "
-    "no reference to match, so this first version refuses them instead of silently predicting entities. "
-    "Set use_doc_ents=False (entities are then predicted with the given 'labels')."
-)
-
 
 @Language.factory(
     "gliner_relex",
@@ -129,14 +121,13 @@ class GlinerRelex(GlinerPipe):
     ):
         if not isinstance(model, (str, Path)) or not str(model).strip():
             raise ValueError("gliner_relex: 'model' must be a relex checkpoint directory or a hub id.")
-        if use_doc_ents:
-            raise ValueError(USE_DOC_ENTS_UNSUPPORTED)
         if not isinstance(spans_key, str) or not spans_key:
             raise ValueError("gliner_relex: 'spans_key' must be a non-empty string.")
-        if not labels:
+        if not labels and not use_doc_ents:
             raise ValueError(
                 "gliner_relex: no entity labels. Give them in the config, e.g. "
-                "config={'labels': ['person', 'organisation'], 'relations': ['works for']}."
+                "config={'labels': ['person', 'organisation'], 'relations': ['works for']}, or set "
+                "use_doc_ents=True to take the entities already on the doc."
             )
         if not relations:
             raise ValueError(
@@ -147,7 +138,7 @@ class GlinerRelex(GlinerPipe):
         self.vocab = vocab
         self.name = name
         self.source = str(model)
-        self._label_names, self.label_texts = normalize_labels(labels, "gliner_relex 'labels'")
+        self._label_names, self.label_texts = normalize_labels(labels, "gliner_relex 'labels'") if labels else ([], [])
         self._relation_names, self.relation_texts = normalize_labels(relations, "gliner_relex 'relations'")
         _check_collisions(self._label_names, self.label_texts, self._relation_names, self.relation_texts)
         max_pairs = optional_int(max_pairs, "gliner_relex 'max_pairs'", 1)
@@ -164,6 +155,7 @@ class GlinerRelex(GlinerPipe):
             "max_window_words": optional_int(max_window_words, "gliner_relex 'max_window_words'", 2),
             "window_overlap": optional_int(window_overlap, "gliner_relex 'window_overlap'", 0),
             "max_pairs": max_pairs,
+            "use_doc_ents": bool(use_doc_ents),
         }
         self.scorer = scorer
         self._extractor = None
@@ -230,27 +222,62 @@ class GlinerRelex(GlinerPipe):
         self.extractor.check_relex_labels(self.label_texts, self.relation_texts)
 
     # -- inference ----------------------------------------------------------------------------
-    def predict(self, docs: Iterable[Doc]):
+    def _settings(self):
         from ..relex_extraction import RelexSettings
 
-        docs = list(docs)
-        words = [doc_words(doc)[0] for doc in docs]
-        settings = RelexSettings(
+        return RelexSettings(
             threshold=self.cfg["threshold"],
             relation_threshold=self.cfg["relation_threshold"],
             adjacency_threshold=self.cfg["adjacency_threshold"],
             nested=self.cfg["nested"],
             max_pairs=self.cfg["max_pairs"],
         )
-        return self.extractor.extract_relations(words, self.label_texts, self.relation_texts, settings)
+
+    def predict(self, docs: Iterable[Doc]):
+        docs = list(docs)
+        words = [doc_words(doc)[0] for doc in docs]
+        if self.cfg["use_doc_ents"]:
+            return self._predict_between_doc_ents(docs, words)
+        return self.extractor.extract_relations(words, self.label_texts, self.relation_texts, self._settings())
+
+    def _predict_between_doc_ents(self, docs: List[Doc], words):
+        """use_doc_ents: relations among ``doc.ents`` as they are; the prompt's entity part is the
+        configured labels, or (none configured) the doc's own entity labels, prompt-style."""
+        spans, texts = [], []
+        for doc in docs:
+            word_of = {token: i for i, token in enumerate(doc_words(doc)[1])}
+            doc_spans = []
+            for ent in doc.ents:
+                inside = [word_of[t] for t in range(ent.start, ent.end) if t in word_of]
+                doc_spans.append((inside[0], inside[-1] + 1) if inside else None)
+            spans.append(doc_spans)
+            texts.append(self.label_texts or _prompt_labels(ent.label_ for ent in doc.ents))
+        usable = [[span for span in doc_spans if span is not None] for doc_spans in spans]
+        found, unusable = self.extractor.relations_between(words, usable, texts, self.relation_texts, self._settings())
+        if unusable:
+            warnings.warn(
+                f"{self.name}: {unusable} entities of doc.ents fit in no model window (wider than the "
+                f"checkpoint's max_width of {self.extractor.config.max_width} words, or than a window); "
+                "they take part in no relation.",
+                stacklevel=3,
+            )
+        results = []
+        for doc_spans, doc_usable, relations in zip(spans, usable, found):
+            ent_index = [i for i, span in enumerate(doc_spans) if span is not None]
+            results.append([rel._replace(head=ent_index[rel.head], tail=ent_index[rel.tail]) for rel in relations])
+        return results
 
     def set_annotations(self, docs: Iterable[Doc], results) -> None:
         for doc, result in zip(docs, results):
-            doc_spans = write_entities(
-                doc, result.entities, self._label_names, self.cfg["spans_key"], self.cfg["overwrite_ents"]
-            )
+            if self.cfg["use_doc_ents"]:
+                doc_spans, relations = list(doc.ents), result
+            else:
+                doc_spans = write_entities(
+                    doc, result.entities, self._label_names, self.cfg["spans_key"], self.cfg["overwrite_ents"]
+                )
+                relations = result.relations
             found = []
-            for rel in result.relations:
+            for rel in relations:
                 head, tail = doc_spans[rel.head], doc_spans[rel.tail]
                 found.append((head.start, head.end, tail.start, tail.end, self._relation_names[rel.label], rel.score))
             _relations.set_relations(doc, found)
@@ -283,6 +310,13 @@ class GlinerRelex(GlinerPipe):
         self.source = saved.get("source", self.source)
         self._load(path / CHECKPOINT_DIR)
         return self
+
+
+def _prompt_labels(labels: Iterable[str]) -> List[str]:
+    """A doc's distinct entity labels as the model reads them (``ORG`` -> ``organization``), sorted."""
+    from ..training.corpora import normalize_label
+
+    return sorted({normalize_label(label) for label in labels})
 
 
 def _check_collisions(label_names, label_texts, relation_names, relation_texts) -> None:
