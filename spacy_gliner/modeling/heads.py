@@ -30,16 +30,26 @@ class SpanMarkerHead(nn.Module):
         """(B, W, D) word vectors -> (B, W, K, D) span vectors; span (i, k) covers words i..i+k.
 
         Spans running past the last word read a zero end vector; the decoder never keeps them.
+
+        The reference applies the output layer's first linear map to ``relu([start; end])`` for
+        each of the W x K spans. That map splits into a start half and an end half, so both halves
+        are applied once per *word* and added per span: the same function with K times fewer
+        multiplications in the largest layer.
         """
-        batch, num_words, dim = words.shape
-        start = self.project_start(words)
-        end = self.project_end(words)
-        padded_end = F.pad(end, (0, 0, 0, self.max_width - 1))
-        # unfold gives (B, W, D, K): end vectors of words i..i+K-1 for each start i.
+        dim = words.size(-1)
+        start = self.project_start(words).relu()
+        end = self.project_end(words).relu()
+        first = self.out_project[0] if isinstance(self.out_project, nn.Sequential) else self.out_project
+        start_part = F.linear(start, first.weight[:, :dim], first.bias)
+        end_part = F.linear(end, first.weight[:, dim:])
+        padded_end = F.pad(end_part, (0, 0, 0, self.max_width - 1))
+        # unfold gives (B, W, X, K): end parts of words i..i+K-1 for each start i.
         end_by_width = padded_end.unfold(1, self.max_width, 1).permute(0, 1, 3, 2)
-        start_by_width = start.unsqueeze(2).expand(-1, -1, self.max_width, -1)
-        pair = torch.cat([start_by_width, end_by_width], dim=-1).relu()
-        return self.out_project(pair)
+        spans = start_part.unsqueeze(2) + end_by_width
+        if isinstance(self.out_project, nn.Sequential):
+            for layer in list(self.out_project)[1:]:
+                spans = layer(spans)
+        return spans
 
 
 class TokenScorer(nn.Module):
