@@ -67,6 +67,8 @@ class EntityExtractor:
         self.label_top_k = label_top_k
         self._retriever = None
         self._rows_memo = None
+        self._stored_memo = None
+        self._complete_memo = None
 
     # -- labels -----------------------------------------------------------------------------
     @property
@@ -94,10 +96,10 @@ class EntityExtractor:
                     "window; shorten the label or its description."
                 )
 
-    def label_groups(self, label_texts: Sequence[str]) -> List[List[int]]:
+    def label_groups(self, label_texts: Sequence[str]) -> List[Sequence[int]]:
         """Uni-encoder: split labels into prompts that fit beside the text. Bi-encoder: one group."""
         if self.config.bi_encoder:
-            return [list(range(len(label_texts)))]
+            return [np.arange(len(label_texts))]
         groups: List[List[int]] = [[]]
         used = 1  # the closing separator
         for index, text in enumerate(label_texts):
@@ -115,18 +117,27 @@ class EntityExtractor:
             return self.model.label_vectors(ids.to(self.model.device), mask.to(self.model.device))
 
     def prepare_label_vectors(self, label_texts: Sequence[str], progress: bool = True) -> int:
-        """Bi-encoder: make sure every label text has a cached vector; returns how many were computed."""
-        return self.label_cache.fill(label_texts, self.encode_label_texts, progress=progress)
+        """Bi-encoder: make sure every label text has a cached vector; returns how many were computed.
+
+        Checking a million texts costs a quarter of a second, so a list already checked against
+        the unchanged cache is not checked again."""
+        key = (id(label_texts), len(label_texts), self.label_cache.version)
+        memo = self._complete_memo
+        if memo is not None and memo[0] == key and memo[1] is label_texts and memo[2] == _ends(label_texts):
+            return 0
+        computed = self.label_cache.fill(label_texts, self.encode_label_texts, progress=progress)
+        self._complete_memo = ((id(label_texts), len(label_texts), self.label_cache.version), label_texts, _ends(label_texts))
+        return computed
 
     def _label_rows(self, label_texts: Sequence[str]):
         """Cache rows of ``label_texts``, memoised for the same label list (a million dict look-ups
         per batch would otherwise show up in the per-document time)."""
         key = (id(label_texts), len(label_texts), self.label_cache.version)
         memo = self._rows_memo
-        if memo is not None and memo[0] == key and memo[1] is label_texts and memo[2] == (label_texts[0], label_texts[-1]):
+        if memo is not None and memo[0] == key and memo[1] is label_texts and memo[2] == _ends(label_texts):
             return memo[3]
         rows = self.label_cache.rows(label_texts)
-        self._rows_memo = (key, label_texts, (label_texts[0], label_texts[-1]), rows) if len(label_texts) else None
+        self._rows_memo = (key, label_texts, _ends(label_texts), rows)
         return rows
 
     @property
@@ -161,7 +172,8 @@ class EntityExtractor:
         if self.config.bi_encoder:
             self.prepare_label_vectors(label_texts)
         for group in self.label_groups(label_texts):
-            group_texts = [label_texts[i] for i in group]
+            # the caller's own list when it is one group: row look-ups are memoised on it
+            group_texts = label_texts if len(group) == len(label_texts) else [label_texts[i] for i in group]
             prompt = [] if self.config.bi_encoder else self.inputs.prompt_ids(group_texts)
             windows = self.windows_for(pieces, len(prompt))
             found = self._score_windows(windows, pieces, prompt, group, group_texts, settings)
@@ -223,11 +235,25 @@ class EntityExtractor:
             lambda begin, end: self.label_cache.vectors_for_rows(rows[begin:end], device),
             len(rows),
             key=(id(rows), len(rows), self.label_cache.version),
+            stored=self._stored_label_matrix(rows, device),
+            vectors_at=lambda positions: self.label_cache.vectors_for_rows(rows[positions], device),
         )  # (B, k) positions in label_texts
         chosen = selected.cpu().numpy()
         labels = self.label_cache.vectors_for_rows(rows[chosen.reshape(-1)], device).view(*chosen.shape, -1)
         probs = torch.sigmoid(torch.einsum("bwkd,bcd->bwkc", spans, labels))
         return span_candidates(probs, batch_windows, settings.threshold, group[chosen], not settings.multi_label)
+
+    def _stored_label_matrix(self, rows: np.ndarray, device) -> torch.Tensor:
+        """The label set's vectors in the cache's dtype on ``device``: a zero-copy view of the
+        (possibly memory-mapped) cache when ``rows`` are consecutive stored rows, else one
+        gathered copy; memoised per label set."""
+        key = (id(rows), self.label_cache.version, str(device))
+        memo = self._stored_memo
+        if memo is not None and memo[0] == key and memo[1] is rows:
+            return memo[2]
+        matrix = self.label_cache.stored_tensor(rows).to(device)
+        self._stored_memo = (key, rows, matrix)
+        return matrix
 
     def _label_chunks(self, label_texts, device, rows=None):
         """Uni-encoder: the prompt's own labels. Bi-encoder: cached vectors, in bounded chunks."""
@@ -238,3 +264,8 @@ class EntityExtractor:
             rows = self.label_cache.rows(label_texts)
         for begin in range(0, len(label_texts), self.label_chunk_size):
             yield begin, self.label_cache.vectors_for_rows(rows[begin : begin + self.label_chunk_size], device)
+
+
+def _ends(texts: Sequence[str]):
+    """A cheap check that a memoised label list was not edited in place since."""
+    return (texts[0], texts[-1]) if len(texts) else ()

@@ -8,6 +8,13 @@ scored exactly over every span. Ranking costs ``queries x labels x dim`` per win
 instead of hundreds to thousands of spans), is computed exactly (brute-force matmul over label
 chunks, no approximate index) and keeps memory bounded by the chunk size.
 
+When the caller hands over the label set's vectors as *stored* (the cache's float16 or float32
+matrix, memory-mapped and zero-copy when the labels are the cache's own rows in order), ranking
+multiplies in that dtype without converting a million rows to float32 per batch: the best
+``2 * top_k`` by the stored-precision score are re-ranked with float32 vectors, so only labels
+whose pooled scores tie within half-precision rounding at the ``top_k`` border can differ from a
+float32 ranking.
+
 The pooled score is a ranking heuristic, not an upper bound: a label whose best span passes the
 threshold can in principle rank below ``top_k``. Scores of the labels that are kept are exact (the
 same span and label vectors), so retrieval can only lose entities, never add or change one;
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 
 POOLINGS = ("max", "mean", "max+mean")
@@ -67,15 +75,21 @@ class LabelRetriever:
         label_vectors: Callable[[int, int], torch.Tensor],
         n_labels: int,
         key: Optional[object] = None,
+        stored: Optional[torch.Tensor] = None,
+        vectors_at: Optional[Callable[[np.ndarray], torch.Tensor]] = None,
     ) -> torch.Tensor:
         """(B, k) label indices, best first, k = min(top_k, n_labels).
 
         ``label_vectors(begin, end)`` returns the float32 (end - begin, D) vectors of labels
         ``begin..end`` on the queries' device. ``key`` identifies the label set (faiss backend:
-        the index is rebuilt when it changes)."""
+        the index is rebuilt when it changes). ``stored``: the (n_labels, D) vectors in their
+        storage dtype on the queries' device, with ``vectors_at(positions)`` giving float32 rows
+        for the re-ranking (see the module docstring)."""
         k = min(self.top_k, n_labels)
         if self.backend == "faiss":
             return self._select_faiss(queries, label_vectors, n_labels, k, key)
+        if stored is not None and vectors_at is not None:
+            return self._select_stored(queries, stored, vectors_at, k)
         batch, n_queries, dim = queries.shape
         flat = queries.reshape(batch * n_queries, dim)
         best_scores = best_index = None
@@ -89,6 +103,28 @@ class LabelRetriever:
             top = torch.topk(scores, min(k, scores.shape[1]), dim=1)
             best_scores, best_index = top.values, torch.gather(index, 1, top.indices)
         return best_index
+
+    def _select_stored(self, queries, stored, vectors_at, k):
+        batch, n_queries, dim = queries.shape
+        flat = queries.reshape(batch * n_queries, dim)
+        low = flat.to(stored.dtype)
+        depth = min(2 * k, stored.shape[0])
+        best_scores = best_index = None
+        for begin in range(0, stored.shape[0], 4 * self.chunk_size):
+            part = stored[begin : begin + 4 * self.chunk_size]
+            scores = (low @ part.T).float().view(batch, n_queries, -1).amax(dim=1)
+            index = torch.arange(begin, begin + part.shape[0], device=queries.device).expand(batch, -1)
+            if best_scores is not None:
+                scores, index = torch.cat([best_scores, scores], dim=1), torch.cat([best_index, index], dim=1)
+            top = torch.topk(scores, min(depth, scores.shape[1]), dim=1)
+            best_scores, best_index = top.values, torch.gather(index, 1, top.indices)
+        if depth == k:
+            return best_index
+        # float32 re-ranking of the union of every window's shortlist
+        union, inverse = torch.unique(best_index, return_inverse=True)
+        exact = (flat.float() @ vectors_at(union.cpu().numpy()).T).view(batch, n_queries, -1).amax(dim=1)
+        shortlist = torch.gather(exact, 1, inverse)
+        return torch.gather(best_index, 1, torch.topk(shortlist, k, dim=1).indices)
 
     def _select_faiss(self, queries, label_vectors, n_labels, k, key):
         import numpy as np

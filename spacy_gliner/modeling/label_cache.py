@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
@@ -148,6 +149,24 @@ class LabelVectorCache:
     def vectors_for_rows(self, rows: np.ndarray, device: Union[str, torch.device] = "cpu") -> torch.Tensor:
         """float32 (len(rows), dim) tensor on ``device``."""
         return torch.from_numpy(self.gather(rows)).to(device=device, dtype=torch.float32)
+
+    def stored_tensor(self, rows: np.ndarray) -> torch.Tensor:
+        """CPU tensor of ``rows`` in the cache dtype, sharing memory with the cache (a memory map
+        included) when they are consecutive rows of one part, else a gathered copy."""
+        rows = np.asarray(rows, dtype=np.int64)
+        n_base = self._n_base
+        if len(rows) and int(rows[-1]) - int(rows[0]) + 1 == len(rows) and bool(np.all(np.diff(rows) == 1)):
+            first, last = int(rows[0]), int(rows[-1])
+            part = None
+            if last < n_base:
+                part = self._base[first : last + 1]
+            elif first >= n_base:
+                part = self._extra[first - n_base : last - n_base + 1]
+            if part is not None:
+                with warnings.catch_warnings():  # read-only memory map: the tensor is only read
+                    warnings.simplefilter("ignore", UserWarning)
+                    return torch.from_numpy(part)
+        return torch.from_numpy(self.gather(rows))
 
     def matrix(self) -> np.ndarray:
         """All vectors in row order (a copy unless everything is in one part)."""
