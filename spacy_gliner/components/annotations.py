@@ -4,6 +4,8 @@ Words are the doc's non-whitespace tokens, so each decoded word span maps to exa
 """
 from __future__ import annotations
 
+import warnings
+
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from spacy.tokens import Doc, Span, SpanGroup
@@ -101,3 +103,11 @@ def optional_int(value: Optional[int], name: str, minimum: int) -> Optional[int]
     if not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum} or null, got {value!r}.")
     return value
+
+
+def warn_counts(name: str, what: str, counts) -> None:
+    """One warning listing what a component skipped in its data, by reason (nothing if none)."""
+    counts = {reason: n for reason, n in counts.items() if n}
+    if counts:
+        details = "; ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+        warnings.warn(f"{name}: in the {what}, skipped {details}.", stacklevel=3)

@@ -1,33 +1,21 @@
-"""One optimisation step of a GLiNER model: forward, GLiNER loss, backward, clipped AdamW step.
+"""One optimisation step of a GLiNER model: forward, loss, backward, clipped AdamW step.
 
 The encoder(s) and the heads learn at separate rates, as in the GLiNER recipe; bias and
-LayerNorm weights get no weight decay.
+LayerNorm weights get no weight decay. ``Trainer.step`` computes the GLiNER NER loss;
+``Trainer.apply`` runs the same optimisation step on any loss (the linker's contrastive loss),
+so every trainable component shares one optimizer setup, schedule and clipping.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 
 from ..modeling.model import GlinerModel
 from .batches import TrainingBatch
 from .losses import span_classification_loss, token_classification_loss
-
-
-@dataclass
-class TrainingSettings:
-    encoder_lr: float = 1e-5
-    head_lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_steps: int = 0
-    total_steps: Optional[int] = None  # linear decay to 0 over this many steps; None = constant
-    grad_clip: float = 10.0
-    focal_alpha: float = 0.75
-    focal_gamma: float = 0.0
-    label_smoothing: float = 0.0
-    reduction: str = "sum"
+from .settings import TrainingSettings
 
 
 def _is_encoder_parameter(name: str) -> bool:
@@ -39,16 +27,27 @@ def _no_decay(name: str) -> bool:
 
 
 class Trainer:
-    def __init__(self, model: GlinerModel, settings: TrainingSettings):
+    """``extra_parameters``: parameters outside the GLiNER model (e.g. the linker's score mixing
+    weights), trained at their own ``extra_lr`` (``head_lr`` when None), without weight decay.
+    A learning rate of 0 freezes those parameters (``requires_grad`` off): e.g. ``encoder_lr = 0``
+    trains the heads on fixed encoders, without the cost of a backward pass through them."""
+
+    def __init__(self, model: GlinerModel, settings: TrainingSettings,
+                 extra_parameters: Iterable[torch.nn.Parameter] = (), extra_lr: Optional[float] = None):
         self.model = model
         self.settings = settings
         groups = {}
         for name, parameter in model.named_parameters():
+            lr = settings.encoder_lr if _is_encoder_parameter(name) else settings.head_lr
+            if lr == 0:
+                parameter.requires_grad_(False)  # frozen: no backward pass through it at all
             if not parameter.requires_grad:
                 continue
-            lr = settings.encoder_lr if _is_encoder_parameter(name) else settings.head_lr
             decay = 0.0 if _no_decay(name) else settings.weight_decay
             groups.setdefault((lr, decay), []).append(parameter)
+        self.extra_parameters = list(extra_parameters)
+        if self.extra_parameters:
+            groups.setdefault((settings.head_lr if extra_lr is None else extra_lr, 0.0), []).extend(self.extra_parameters)
         self.optimizer = torch.optim.AdamW(
             [{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()]
         )
@@ -81,16 +80,25 @@ class Trainer:
 
     def step(self, batch: TrainingBatch, label_vectors_fn=None) -> float:
         """One update; ``label_vectors_fn`` computes bi-encoder label vectors with gradients."""
+
+        def compute() -> torch.Tensor:
+            label_vectors = label_vectors_fn() if label_vectors_fn is not None else None
+            return self.loss(batch, label_vectors)
+
+        return self.apply(compute)
+
+    def apply(self, compute_loss: Callable[[], torch.Tensor]) -> float:
+        """One update on the loss ``compute_loss()`` returns (called with the model in training
+        mode): backward, clipping over every trained parameter, AdamW and schedule steps."""
         self.model.train()
         try:
-            label_vectors = label_vectors_fn() if label_vectors_fn is not None else None
-            loss = self.loss(batch, label_vectors)
+            loss = compute_loss()
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"training loss is {loss.item()}; lower the learning rates")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.settings.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
+                torch.nn.utils.clip_grad_norm_(list(self.model.parameters()) + self.extra_parameters, self.settings.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
             self.steps += 1
