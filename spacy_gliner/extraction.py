@@ -69,6 +69,23 @@ class EntityExtractor:
         self._rows_memo = None
         self._stored_memo = None
         self._complete_memo = None
+        # what runs the forward passes: the model itself, or an accelerated view of it
+        # (quantised or compiled encoders, modeling/acceleration.py); training uses ``model``
+        self.inference_model = self.model
+        self.precision = "float32"
+
+    def accelerate(self, quantize: Optional[str] = None, precision: str = "float32", compile: bool = False, owner: str = "gliner") -> None:
+        """Opt-in speed-ups for inference (see modeling/acceleration.py); float32 without them
+        is what matches the reference."""
+        from .modeling.acceleration import accelerated
+
+        self.inference_model = accelerated(self.model, quantize, precision, compile, owner)
+        self.precision = precision
+
+    def _precision(self):
+        from .modeling.acceleration import precision_context
+
+        return precision_context(self.precision, self.model.device)
 
     # -- labels -----------------------------------------------------------------------------
     @property
@@ -113,8 +130,9 @@ class EntityExtractor:
 
     def encode_label_texts(self, texts: List[str]) -> torch.Tensor:
         ids, mask = self.inputs.tokenize_labels(texts)
-        with torch.inference_mode():
-            return self.model.label_vectors(ids.to(self.model.device), mask.to(self.model.device))
+        model = self.inference_model
+        with torch.inference_mode(), self._precision():
+            return model.label_vectors(ids.to(model.device), mask.to(model.device)).float()
 
     def prepare_label_vectors(self, label_texts: Sequence[str], progress: bool = True) -> int:
         """Bi-encoder: make sure every label text has a cached vector; returns how many were computed.
@@ -198,9 +216,10 @@ class EntityExtractor:
                 batch = self.inputs.build(
                     [pieces[w.doc_index][w.start : w.end] for w in batch_windows], prompt
                 ).to(device)
-                reps = self.model.represent(batch)
-                # bi-encoder span models: span vectors once per batch, then one product per label chunk
-                spans = self.model.span_head(reps.words) if bi_span else None
+                with self._precision():
+                    reps = self.inference_model.represent(batch)
+                    # bi-encoder span models: span vectors once per batch, then one product per label chunk
+                    spans = self.inference_model.span_head(reps.words).float() if bi_span else None
                 if retrieve:
                     chunks = [self._retrieved_candidates(spans, batch_windows, rows, group, settings, device)]
                 else:
@@ -216,7 +235,8 @@ class EntityExtractor:
             if spans is not None:
                 logits = torch.einsum("bwkd,bcd->bwkc", spans, labels.unsqueeze(0).expand(spans.size(0), -1, -1))
             else:
-                logits = self.model.score(reps, labels)
+                with self._precision():
+                    logits = self.inference_model.score(reps, labels).float()
             label_ids = group[offset : offset + logits.size(-1 if self.config.is_span_model else -2)]
             if self.config.is_span_model:
                 yield span_candidates(
