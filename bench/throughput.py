@@ -8,6 +8,15 @@ the reference package on the real all-MiniLM-L6-v2 encoder (random, seeded heads
 * bi-encoder (``labels_encoder=MiniLM``): ours with the label-vector cache filled before timing
   (the one-off build is timed separately) vs the reference's ``encode_labels`` +
   ``batch_predict_with_embeds``.
+* ``gliner-spacy`` 0.0.11 (the existing spaCy wrapper of the reference) through ``nlp.pipe``, at
+  up to 16 labels (uni-encoder) and 128 (bi-encoder). It is not installed into the environment (its factory module imports the
+  reference and transformers into every ``spacy.blank``): the wheel is downloaded into the
+  checkpoint cache and put on ``sys.path`` of its worker only. Two deviations from its defaults,
+  both needed for it to run our checkpoints: the model is loaded with ``load_tokenizer=True``
+  (0.0.11 loads a tokenizer without GLiNER's added tokens unless ONNX is used, and then finds
+  nothing), and it keeps its 250-character chunking, so its entity count may differ slightly.
+* ``ours-int8``: ours with ``quantize="int8"`` (dynamic int8 encoders, CPU). Faster, not
+  identical: its entity count is reported next to float32's.
 
 Before anything is timed, every configuration is run once by both sides in this process and the
 number of entities found must be equal (like is compared with like). Each implementation/encoder
@@ -42,11 +51,15 @@ ENCODERS = {"uni": "uni_markerV0", "bi": "bi_span"}
 BATCH_SIZE = 8
 THRESHOLD = 0.5
 
-QUICK = dict(n_texts=32, uni_labels=[1, 16, 128], bi_labels=[1, 16, 128], repeats=1, nproc_labels=16)
+QUICK = dict(n_texts=32, uni_labels=[1, 16, 128, 1024], bi_labels=[1, 16, 128, 1024], repeats=1, nproc_labels=16)
 FULL = dict(n_texts=200, uni_labels=[1, 16, 128, 1024], bi_labels=[1, 16, 128, 1024], repeats=3, nproc_labels=16)
 # uni-encoder label counts whose prompt overflows the reference's 512-subword window: the reference then
 # truncates (it found 229 entities where we find 316 on 16 sentences at 128 labels), so only ours is timed.
 UNI_REFERENCE_MAX_LABELS = 16
+# gliner-spacy encodes every label again for every document (no cache), and its uni-encoder prompt
+# truncates like the reference beyond 16 labels: timed up to these counts
+WRAPPER_MAX_LABELS = {"uni": 16, "bi": 128}
+GLINER_SPACY = "gliner-spacy==0.0.11"
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -140,6 +153,59 @@ class Ours:
         return sum(len(d.spans["sc"]) for d in self.nlp.pipe(docs, batch_size=128))
 
 
+class OursInt8(Ours):
+    def __init__(self, ckpt, labels):
+        super().__init__(ckpt, labels)
+        self.pipe.extractor.accelerate(quantize="int8")
+
+
+class GlinerSpacy(Ours):
+    """gliner-spacy's ``gliner_spacy`` factory in a blank pipeline (see the module docstring)."""
+
+    def __init__(self, ckpt, labels):
+        import spacy
+        from spacy.tokens import Doc
+
+        import gliner_spacy.pipeline  # noqa: F401  registers the factory
+        from gliner import GLiNER
+
+        self.nlp = spacy.blank("en")
+        self.pipe = self.nlp.add_pipe(
+            "gliner_spacy", config={"gliner_model": str(ckpt), "labels": labels, "threshold": THRESHOLD, "chunk_size": 250}
+        )
+        self.pipe.model = GLiNER.from_pretrained(str(ckpt), load_tokenizer=True)
+        self.pipe.model.eval()
+        self._Doc = Doc
+        self.bi = False  # nothing to build: it encodes labels per document
+
+    def build_labels(self) -> float:
+        return 0.0
+
+    def docs(self, texts):
+        return list(texts)
+
+    def run(self, texts) -> int:
+        import torch
+
+        with torch.inference_mode():
+            return sum(len(d.ents) for d in self.nlp.pipe(texts, batch_size=128))
+
+
+def fetch_gliner_spacy(cache_dir: Path) -> Path:
+    """Directory holding the unpacked gliner-spacy wheel (downloaded once, never installed)."""
+    import zipfile
+
+    target = cache_dir / "gliner_spacy_pkg"
+    if (target / "gliner_spacy" / "pipeline.py").exists():
+        return target
+    wheels = cache_dir / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(wheels), GLINER_SPACY], check=True)
+    wheel = next(wheels.glob("gliner_spacy-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(target)
+    return target
+
+
 class Reference:
     def __init__(self, ckpt, labels):
         from gliner import GLiNER
@@ -173,6 +239,9 @@ class Reference:
 
 
 RUNNERS = {"ours": Ours, "reference": Reference}
+# timed only: their entity counts are not required to equal the reference's
+EXTRA_RUNNERS = {"ours-int8": OursInt8, "gliner-spacy": GlinerSpacy}
+ALL_RUNNERS = {**RUNNERS, **EXTRA_RUNNERS}
 
 
 class PeakRSS:
@@ -231,12 +300,14 @@ def verify(ckpts, texts, plan, progress=True):
 def worker(args):
     import torch
 
+    if args.impl == "gliner-spacy":
+        sys.path.insert(0, args.wrapper_dir)
     texts = benchmark_sentences(args.n_texts)
     n_words = sum(len(split_words(t)) for t in texts)
     ckpt = Path(args.ckpt)
     for n in args.labels:
         labels = label_pool(n)
-        runner = RUNNERS[args.impl](ckpt, labels)
+        runner = ALL_RUNNERS[args.impl](ckpt, labels)
         label_build_s = runner.build_labels()
         docs = runner.docs(texts)
         runner.run(runner.docs(texts[: min(8, len(texts))]))  # warm-up
@@ -347,16 +418,25 @@ def run(settings, ckpt_dir=DEFAULT_CKPT_DIR, progress=True):
     verified = verify(ckpts, texts, plan, progress)
     verify_s = time.perf_counter() - t0
 
-    rows = []
+    rows, skipped = [], {}
+    try:
+        wrapper_dir = fetch_gliner_spacy(Path(ckpt_dir))
+    except Exception as error:  # no registry access: report it, time the rest
+        wrapper_dir, skipped["gliner-spacy"] = None, f"could not fetch {GLINER_SPACY}: {error}"
+
     def labels_for(enc, impl):
         ns = plan[enc]
+        if impl == "gliner-spacy":
+            return [n for n in ns if n <= WRAPPER_MAX_LABELS[enc]] if wrapper_dir else []
+        if impl == "ours-int8":
+            return ns
         return [n for n in ns if impl == "ours" or enc == "bi" or n <= UNI_REFERENCE_MAX_LABELS]
 
-    total = sum(len(labels_for(e, i)) for e in plan for i in RUNNERS) + 1
+    total = sum(len(labels_for(e, i)) for e in plan for i in ALL_RUNNERS) + 1
     bar = tqdm(total=total, desc="throughput configs", disable=not progress)
 
     def collect(row):
-        if "impl" in row:
+        if row.get("impl") in RUNNERS:
             key = f"{row['encoder']}/{row['n_labels']}"
             assert verified[key] is None or row["entities"] == verified[key], (row, verified[key])
         rows.append(row)
@@ -364,10 +444,13 @@ def run(settings, ckpt_dir=DEFAULT_CKPT_DIR, progress=True):
         bar.update(1)
 
     for enc in plan:
-        for impl in RUNNERS:
+        for impl in ALL_RUNNERS:
             ns = labels_for(enc, impl)
+            if not ns:
+                continue
             cmd = [sys.executable, __file__, "--worker", "--impl", impl, "--encoder", enc, "--ckpt", str(ckpts[ENCODERS[enc]]),
-                   "--n-texts", str(settings["n_texts"]), "--repeats", str(settings["repeats"]), "--labels", *map(str, ns)]
+                   "--n-texts", str(settings["n_texts"]), "--repeats", str(settings["repeats"]), "--labels", *map(str, ns),
+                   "--wrapper-dir", str(wrapper_dir or "")]
             spawn(cmd, collect)
     nproc = []
     try:
@@ -379,13 +462,13 @@ def run(settings, ckpt_dir=DEFAULT_CKPT_DIR, progress=True):
     return dict(
         settings=settings, batch_size=BATCH_SIZE, threshold=THRESHOLD, verified_entity_counts=verified,
         verify_seconds=verify_s, cpu_count=os.cpu_count(), runs=[r for r in rows if "impl" in r],
-        n_process=nproc[0] if nproc else None,
+        n_process=nproc[0] if nproc else None, skipped=skipped,
     )
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="default: 64 sentences, uni 1/16/128 labels, bi 1/16/128/1024")
+    p.add_argument("--quick", action="store_true", help="default: 32 sentences, 1/16/128/1024 labels")
     p.add_argument("--full", action="store_true", help="200 sentences, uni and bi up to 1024 labels, 3 repeats")
     p.add_argument("--ckpt-dir", default=str(DEFAULT_CKPT_DIR))
     p.add_argument("--out", default=str(RESULTS / "throughput.json"))
@@ -398,6 +481,7 @@ def main(argv=None):
     p.add_argument("--n-texts", type=int)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--labels", type=int, nargs="*")
+    p.add_argument("--wrapper-dir", default="")
     args = p.parse_args(argv)
     if args.worker:
         return worker(args)
