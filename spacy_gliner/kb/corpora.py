@@ -325,20 +325,24 @@ ELEVANT_BENCHMARKS = {
 }
 ZELDA_SPLITS = ("aida-b", "cweb", "reddit-comments", "reddit-posts", "shadowlinks-shadow",
                 "shadowlinks-tail", "shadowlinks-top", "tweeki", "wned-wiki")
-BENCHMARKS = (tuple(ELEVANT_BENCHMARKS) + ("tweeki", "aida-yago2-testb")
+AIDA_YAGO2_SPLITS = ("train", "testa", "testb")
+BENCHMARKS = (tuple(ELEVANT_BENCHMARKS) + ("tweeki",) + tuple(f"aida-yago2-{s}" for s in AIDA_YAGO2_SPLITS)
               + tuple(f"zelda-{s}" for s in ZELDA_SPLITS))
 
 
 def load_benchmark(name: str, data_dir: PathLike) -> List[LinkedDocument]:
-    """Load a benchmark by name (see ``BENCHMARKS``) from the ``shared/data`` directory."""
+    """Load a benchmark by name (see ``BENCHMARKS``) from the ``shared/data`` directory.
+
+    ``aida-yago2-train`` (CoNLL-2003 train documents 1-946 with their AIDA links) is the
+    training split; ``aida-yago2-testa`` the development split; the rest are evaluation sets."""
     data_dir = Path(data_dir)
     if name in ELEVANT_BENCHMARKS:
         return list(read_elevant(data_dir / "elevant_el_benchmarks" / ELEVANT_BENCHMARKS[name]))
     if name == "tweeki":
         return list(read_tweeki(data_dir / "tweeki_gold" / "Tweeki_gold.jsonl"))
-    if name == "aida-yago2-testb":
+    if name.startswith("aida-yago2-") and name[len("aida-yago2-"):] in AIDA_YAGO2_SPLITS:
         return list(read_aida_yago2(data_dir / "aida_yago2_annotations" / "AIDA-YAGO2-annotations.tsv",
-                                    data_dir / "conll2003", "testb"))
+                                    data_dir / "conll2003", name[len("aida-yago2-"):]))
     if name.startswith("zelda-") and name[len("zelda-"):] in ZELDA_SPLITS:
         return list(read_zelda(data_dir / "zelda_test" / f"test_{name[len('zelda-'):]}.jsonl"))
     raise ValueError(f"Unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}")
