@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from typing import Optional
 
 import torch
@@ -48,7 +49,9 @@ def accelerated(model: torch.nn.Module, quantize: Optional[str], precision: str,
         if encoder is None:
             continue
         if quantize == "int8":
-            encoder = torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
+            with warnings.catch_warnings():  # torch 2.13 flags its quantised tensor types as deprecated
+                warnings.simplefilter("ignore", UserWarning)
+                encoder = torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
         if compile:
             encoder = torch.compile(encoder, dynamic=True)
         setattr(view, name, encoder)
