@@ -110,6 +110,22 @@ def test_pipe_equals_call(uni_nlp):
     assert_same_spans(piped, single)
 
 
+def test_is_a_trainable_pipe_that_pickles_and_ignores_thinc_averages(uni_nlp):
+    import pickle
+
+    from spacy.pipeline import TrainablePipe
+
+    pipe = uni_nlp.get_pipe("gliner_ner")
+    assert isinstance(pipe, TrainablePipe) and pipe.is_trainable
+    texts = crossner_sentences("politics", 4)
+    before = [spans_of(d) for d in uni_nlp.pipe(texts)]
+    with uni_nlp.use_params({}):  # what spacy train does when the optimizer keeps averages
+        assert_same_spans([spans_of(d) for d in uni_nlp.pipe(texts)], before)
+    copy = pickle.loads(pickle.dumps(uni_nlp))  # what nlp.pipe(n_process=2) does with spawned workers
+    assert copy.get_pipe("gliner_ner").cfg == pipe.cfg
+    assert_same_spans([spans_of(d) for d in copy.pipe(texts)], before)
+
+
 def test_serialization_round_trip(bi_nlp, tmp_path, monkeypatch):
     texts = crossner_sentences("literature", 5)
     before = [spans_of(d) for d in bi_nlp.pipe(texts)]

@@ -4,9 +4,10 @@ from __future__ import annotations
 import io
 import tarfile
 import tempfile
+from contextlib import contextmanager
 from typing import Any, Dict, Iterable, Iterator
 
-from spacy.pipeline import Pipe
+from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
 from spacy.training import Example
 
@@ -15,8 +16,22 @@ SETTINGS_FILE = "cfg"
 CHECKPOINT_DIR = "checkpoint"
 
 
-class GlinerPipe(Pipe):
-    """Subclasses implement ``predict``, ``set_annotations``, ``to_disk`` and ``from_disk``."""
+class GlinerPipe(TrainablePipe):
+    """Subclasses implement ``predict``, ``set_annotations``, ``to_disk`` and ``from_disk``.
+
+    A ``TrainablePipe`` whose network is a torch module trained by the component's own optimizer
+    inside ``update`` (the encoder and the heads learn at separate rates). thinc's slot
+    ``self.model`` therefore stays ``None``: spaCy's training loop then skips ``finish_update``,
+    and thinc's parameter averages (``use_params``) have no weights of ours to swap.
+    """
+
+    def finish_update(self, sgd) -> None:
+        """Nothing left to do: ``update`` already stepped the component's optimizer."""
+
+    @contextmanager
+    def use_params(self, params: dict):
+        """thinc's averaged parameters belong to thinc models; ours are torch's, used as they are."""
+        yield
 
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
         return self.scorer(examples, spans_key=self.cfg["spans_key"], **kwargs)
