@@ -49,6 +49,7 @@ WORD_SPLIT = re.compile(r"\w+(?:[-_]\w+)*|\S")  # the reference's whitespace wor
 DOMAINS = ["AI", "literature", "music", "politics", "science"]
 ENCODERS = {"uni": "uni_markerV0", "bi": "bi_span"}
 BATCH_SIZE = 8
+LABEL_BUILD_BATCH = 256  # one-off label encoding, both sides (ours: LabelVectorCache.fill default)
 THRESHOLD = 0.5
 
 QUICK = dict(n_texts=32, uni_labels=[1, 16, 128, 1024], bi_labels=[1, 16, 128, 1024], repeats=1, nproc_labels=16)
@@ -222,7 +223,7 @@ class Reference:
         t = time.perf_counter()
         if self.bi:
             with torch.inference_mode():
-                self.embeds = self.model.encode_labels(self.labels, batch_size=BATCH_SIZE)
+                self.embeds = self.model.encode_labels(self.labels, batch_size=LABEL_BUILD_BATCH)
         return time.perf_counter() - t
 
     def docs(self, texts):
