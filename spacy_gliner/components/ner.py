@@ -8,9 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
-import warnings
-from collections import Counter
-
 import srsly
 from spacy.language import Language
 from spacy.scorer import Scorer
@@ -19,32 +16,10 @@ from spacy.training import Example
 from spacy.util import registry
 
 from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
-from ..training.corpora import META_KEY
 from .annotations import doc_words, normalize_labels, optional_int, write_entities
+from .trainable import DEFAULT_TRAINING, TrainableGliner, check_new_model, check_training_settings, labels_by_corpus, warn_counts
 
 LABEL_CACHE_DIR = "label_cache"
-
-# Settings of training (GLiNER's recipe); every key is optional in a config.
-DEFAULT_TRAINING: Dict[str, Any] = {
-    "encoder_lr": 1e-5,
-    "head_lr": 5e-5,
-    "weight_decay": 0.01,
-    "warmup_steps": 0,
-    "total_steps": None,
-    "grad_clip": 10.0,
-    "focal_alpha": 0.75,
-    "focal_gamma": 0.0,
-    "label_smoothing": 0.0,
-    "reduction": "sum",
-    "max_types": 25,
-    "max_neg_type_ratio": 1,
-    "negative_rule": "corpus",
-    # Off by default: at 600 steps on MiniLM they cost most of the zero-shot F1 (bench/README_training.md).
-    "random_drop": False,
-    "empty_negatives": 0,
-    "seed": 0,
-}
-NEW_MODEL_KEYS = ("encoder", "label_encoder", "span_mode", "hidden_size", "max_width", "max_len", "num_rnn_layers", "dropout", "seed")
 
 DEFAULT_NER_CONFIG: Dict[str, Any] = {
     "model": None,
@@ -132,37 +107,7 @@ def make_ner_scorer() -> Callable:
     return score_gliner_ner
 
 
-def _check_new_model(spec: Dict[str, Any]) -> Dict[str, Any]:
-    unknown = sorted(set(spec) - set(NEW_MODEL_KEYS))
-    if unknown or not spec.get("encoder"):
-        raise ValueError(
-            f"gliner_ner 'new_model': needs 'encoder' (a pretrained encoder directory or cached hub id); "
-            f"allowed keys: {', '.join(NEW_MODEL_KEYS)}" + (f"; unknown: {', '.join(unknown)}" if unknown else "")
-        )
-    return dict(spec)
-
-
-def _check_training(settings: Dict[str, Any]) -> Dict[str, Any]:
-    unknown = sorted(set(settings) - set(DEFAULT_TRAINING))
-    if unknown:
-        raise ValueError(
-            f"gliner_ner 'training': unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(DEFAULT_TRAINING)}."
-        )
-    merged = {**DEFAULT_TRAINING, **settings}
-    for key in ("encoder_lr", "head_lr"):
-        if not isinstance(merged[key], (int, float)) or merged[key] < 0:
-            raise ValueError(f"gliner_ner 'training.{key}' must be a non-negative number, got {merged[key]!r}.")
-    return merged
-
-
-def _warn_counts(name: str, what: str, counts: Counter) -> None:
-    counts = {reason: n for reason, n in counts.items() if n}
-    if counts:
-        details = "; ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
-        warnings.warn(f"{name}: in the {what}, skipped {details}.", stacklevel=3)
-
-
-class GlinerNER(GlinerPipe):
+class GlinerNER(TrainableGliner, GlinerPipe):
     """Zero-shot NER: every decoded span in ``doc.spans[spans_key]``, the best of them in ``doc.ents``."""
 
     def __init__(
@@ -203,8 +148,8 @@ class GlinerNER(GlinerPipe):
         self.vocab = vocab
         self.name = name
         self.source = str(model) if model is not None else None
-        self.new_model = _check_new_model(new_model) if new_model is not None else None
-        self.training = _check_training(training or {})
+        self.new_model = check_new_model(new_model, "gliner_ner") if new_model is not None else None
+        self.training = check_training_settings("gliner_ner", training or {}, DEFAULT_TRAINING)
         self._label_names, self.label_texts = normalize_labels(labels, "gliner_ner 'labels'") if labels else ([], [])
         self.cfg: Dict[str, Any] = {
             "threshold": float(threshold),
@@ -222,7 +167,6 @@ class GlinerNER(GlinerPipe):
         self._extractor = None
         self._trainer = None
         self._batches = None
-        self._skipped: Counter = Counter()
         self.corpus_labels: Dict[str, List[str]] = {}
         self.model = None  # the torch network lives in the extractor; it trains with its own optimizer
         if self.source is not None:
@@ -242,10 +186,6 @@ class GlinerNER(GlinerPipe):
         check_checkpoint_files(directory)
         if self.label_texts:
             label_lengths(directory, self.label_texts)
-
-    @property
-    def is_trainable(self) -> bool:
-        return True
 
     @property
     def labels(self):
@@ -300,73 +240,26 @@ class GlinerNER(GlinerPipe):
         if labels is not None:
             self._label_names, self.label_texts = normalize_labels(labels, f"{self.name} initialize 'labels'")
         if get_examples is not None:
-            texts, problems = [], Counter()
-            for example in get_examples():
-                text = self._gold_text(example, problems)
-                if text is not None:
-                    texts.append(text)
+            texts, problems = self._read_training_texts(get_examples)
             found = sorted({label for text in texts for _, _, label in text.spans})
             if not self._label_names:
                 self._label_names, self.label_texts = list(found), list(found)
-            by_corpus: Dict[str, set] = {}
-            for text in texts:
-                by_corpus.setdefault(text.corpus or "", set()).update(label for _, _, label in text.spans)
-            self.corpus_labels = {corpus: sorted(labels) for corpus, labels in by_corpus.items()}
+            self.corpus_labels = labels_by_corpus(texts, lambda text: (label for _, _, label in text.spans))
             width = self.extractor.config.max_width if self.extractor.config.is_span_model else None
             if width:
                 problems["gold spans wider than max_width (not learnable by a span model)"] += sum(
                     1 for text in texts for start, end, _ in text.spans if end - start > width
                 )
-            _warn_counts(self.name, "training data", problems)
+            warn_counts(self.name, "training data", problems)
         self._require_labels()
         self.extractor.check_labels(self.label_texts)
         if self.extractor.label_cache is not None:
             self.extractor.prepare_label_vectors(self.label_texts)
 
     # -- training ---------------------------------------------------------------------------
-    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
-        """One GLiNER training step on a batch of examples (the component's own AdamW; spaCy's
-        ``sgd`` is not used because the encoder and the heads learn at separate rates)."""
-        losses = {} if losses is None else losses
-        losses.setdefault(self.name, 0.0)
-        batch = self._training_batch(examples)
-        if batch is None:
-            return losses
-        losses[self.name] += self._get_trainer().step(batch, self._label_vectors_fn(batch))
+    def _after_update(self) -> None:
         if self.extractor.label_cache is not None:
             self.extractor.label_cache.clear()  # the label encoder changed
-        return losses
-
-    def get_loss(self, examples: Iterable[Example]) -> float:
-        """The training loss on these examples, without updating (e.g. for a dev set)."""
-        import torch
-
-        batch = self._training_batch(examples)
-        if batch is None:
-            return 0.0
-        with torch.no_grad():
-            vectors = self._label_vectors_fn(batch)
-            return float(self._get_trainer().loss(batch, vectors() if vectors else None).item())
-
-    def _training_batch(self, examples: Iterable[Example]):
-        from ..training.batches import split_long_texts
-
-        problems: Counter = Counter()
-        texts = [t for t in (self._gold_text(eg, problems) for eg in examples) if t is not None]
-        if self._batches is None:
-            self._get_trainer()
-        builder = self._batches
-        extractor = self.extractor
-        texts, lost = split_long_texts(
-            texts, extractor.inputs, extractor.max_window_words, extractor.window_overlap,
-            extractor.text_budget - extractor.prompt_budget,
-        )
-        problems["gold spans crossing a training window border"] += lost
-        self._skipped.update(problems)
-        if not texts:
-            return None
-        batch = builder.build(texts)
-        return batch if batch.sample.num_labels else None
 
     def _label_vectors_fn(self, batch):
         if not self.extractor.config.bi_encoder:
@@ -380,52 +273,14 @@ class GlinerNER(GlinerPipe):
 
         return vectors
 
-    def _get_trainer(self):
-        if self._trainer is None:
-            from ..training.batches import BatchBuilder
-            from ..training.sampling import LabelSamplingConfig
-            from ..training.trainer import Trainer, TrainingSettings
+    def _make_trainer(self):
+        from ..training.batches import BatchBuilder
+        from ..training.trainer import Trainer
 
-            t = self.training
-            settings = TrainingSettings(**{k: t[k] for k in TrainingSettings.__dataclass_fields__})
-            self._trainer = Trainer(self.extractor.model, settings)
-            sampling = LabelSamplingConfig(
-                max_types=t["max_types"],
-                max_neg_type_ratio=t["max_neg_type_ratio"],
-                negative_rule=t["negative_rule"],
-                random_drop=t["random_drop"],
-                empty_negatives=t["empty_negatives"],
-                mode="shared" if self.extractor.config.bi_encoder else "per_example",
-            )
-            corpus_labels = {c: [self._text_of(l) for l in labels] for c, labels in self.corpus_labels.items()}
-            self._batches = BatchBuilder(self.extractor.config, self.extractor.inputs, sampling, corpus_labels, seed=t["seed"])
-            self._skipped = Counter()
-        return self._trainer
-
-    def _text_of(self, label: str) -> str:
-        return self.label_descriptions.get(label, label)
-
-    def _gold_text(self, example: Example, problems: Counter):
-        """Words of the predicted doc and the gold spans (span group ``spans_key`` when the
-        reference has one, else its entities) in word offsets; ``None`` for an empty doc."""
-        from ..training.batches import GoldText
-
-        words, token_ids = doc_words(example.predicted)
-        if not words:
-            problems["empty documents"] += 1
-            return None
-        word_of = {token: i for i, token in enumerate(token_ids)}
-        reference = example.reference
-        key = self.cfg["spans_key"]
-        gold = list(reference.spans[key]) if key in reference.spans else list(reference.ents)
-        spans = []
-        for span in example.get_aligned_spans_y2x(gold, allow_overlap=True):
-            inside = [word_of[t] for t in range(span.start, span.end) if t in word_of]
-            if inside:
-                spans.append((inside[0], inside[-1] + 1, self._text_of(span.label_)))
-        problems["gold spans not aligned to the predicted tokens"] += len(gold) - len(spans)
-        corpus = reference.user_data.get(META_KEY, {}).get("corpus") if isinstance(reference.user_data.get(META_KEY), dict) else None
-        return GoldText(words, spans, corpus)
+        trainer = Trainer(self.extractor.model, self._training_settings())
+        corpus_labels = {c: [self._text_of(l) for l in labels] for c, labels in self.corpus_labels.items()}
+        builder = BatchBuilder(self.extractor.config, self.extractor.inputs, self._sampling_config(), corpus_labels, seed=self.training["seed"])
+        return trainer, builder
 
     def add_label(self, label: str, description: Optional[str] = None) -> int:
         names, texts = normalize_labels({label: description or label}, f"{self.name}.add_label")

@@ -18,13 +18,38 @@ import srsly
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from spacy.training import Example
+from spacy.util import registry
+
 from .. import relations as _relations  # registers doc._.relations / doc._.rel
 from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
 from .annotations import doc_words, normalize_labels, optional_int, write_entities
 from .ner import score_gliner_ner  # noqa: F401  (registers spacy_gliner.ner_scorer.v1)
+from .trainable import (
+    DEFAULT_TRAINING, NEW_MODEL_KEYS, TrainableGliner, check_new_model, check_training_settings, labels_by_corpus,
+    warn_counts,
+)
 
+
+# Relex training: the gliner_ner recipe plus the relation losses' weights and pair sampling (the
+# reference's span_loss_coef / adjacency_loss_coef / relation_loss_coef, rel_focal_loss_alpha/gamma).
+DEFAULT_RELEX_TRAINING: Dict[str, Any] = {
+    **DEFAULT_TRAINING,
+    "span_loss_coef": 1.0,
+    "adjacency_loss_coef": 1.0,
+    "relation_loss_coef": 1.0,
+    "relation_focal_alpha": None,  # None: focal_alpha
+    "relation_focal_gamma": None,  # None: focal_gamma
+    "pair_negative_ratio": [1.0, 10.0],  # negatives per gold pair, drawn uniformly per example
+    "reversed_negatives": True,
+}
+RELEX_NEW_MODEL_KEYS = tuple(k for k in NEW_MODEL_KEYS if k != "label_encoder") + ("relations_layer",)
+DEFAULT_RELATIONS_LAYER = "mlp"
 
 DEFAULT_RELEX_CONFIG: Dict[str, Any] = {
+    "model": None,
+    "new_model": None,
+    "training": {},
     "labels": [],
     "relations": [],
     "threshold": 0.5,
@@ -38,19 +63,22 @@ DEFAULT_RELEX_CONFIG: Dict[str, Any] = {
     "window_overlap": None,
     "max_pairs": 10_000,
     "use_doc_ents": False,
-    "scorer": {"@scorers": "spacy_gliner.ner_scorer.v1"},
+    "scorer": {"@scorers": "spacy_gliner.relex_scorer.v1"},
 }
 
 @Language.factory(
     "gliner_relex",
     assigns=["doc.ents", "token.ent_iob", "token.ent_type", "doc.spans", "doc._.gliner_relations"],
     default_config=DEFAULT_RELEX_CONFIG,
-    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+    default_score_weights={"ents_f": 0.5, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None,
+                           "rel_f": 0.5, "rel_p": 0.0, "rel_r": 0.0},
 )
 def make_gliner_relex(
     nlp: Language,
     name: str,
-    model: str,
+    model: Optional[str],
+    new_model: Optional[Dict[str, Any]],
+    training: Dict[str, Any],
     labels: Union[List[str], Dict[str, str]],
     relations: Union[List[str], Dict[str, str]],
     threshold: float,
@@ -70,6 +98,8 @@ def make_gliner_relex(
         nlp.vocab,
         name=name,
         model=model,
+        new_model=new_model,
+        training=training,
         labels=labels,
         relations=relations,
         threshold=threshold,
@@ -95,7 +125,31 @@ def _probability(value, name: str, optional: bool) -> Optional[float]:
     return float(value)
 
 
-class GlinerRelex(GlinerPipe):
+def score_gliner_relex(examples: Iterable[Example], spans_key: str = "sc", **kwargs) -> Dict[str, Any]:
+    """gliner_ner's entity scores plus strict relation scores ``rel_p/r/f`` and ``rel_per_type``: a
+    relation counts when head span, tail span and label all match the gold relation of
+    ``Example.reference`` (its ``doc._.gliner_relations`` store), spans aligned across tokenizations."""
+    examples = list(examples)
+    scores = score_gliner_ner(examples, spans_key=spans_key, **kwargs)
+    scores.update(score_relations(examples))
+    return scores
+
+
+def score_relations(examples: Iterable[Example]) -> Dict[str, Any]:
+    """``rel_p/r/f`` (strict) and ``rel_per_type`` from :func:`spacy_gliner.evaluation.evaluate_relations`."""
+    from ..evaluation import evaluate_relations
+
+    result = evaluate_relations(examples, modes=("strict",))
+    strict = result["strict"]
+    return {"rel_p": strict["p"], "rel_r": strict["r"], "rel_f": strict["f"], "rel_per_type": result["per_label"]}
+
+
+@registry.scorers("spacy_gliner.relex_scorer.v1")
+def make_relex_scorer() -> Callable:
+    return score_gliner_relex
+
+
+class GlinerRelex(TrainableGliner, GlinerPipe):
     """Entities like ``gliner_ner``, plus directed labelled relations between them."""
 
     def __init__(
@@ -103,9 +157,11 @@ class GlinerRelex(GlinerPipe):
         vocab,
         name: str = "gliner_relex",
         *,
-        model: str,
-        labels: Union[List[str], Dict[str, str]],
-        relations: Union[List[str], Dict[str, str]],
+        model: Optional[str] = None,
+        new_model: Optional[Dict[str, Any]] = None,
+        training: Optional[Dict[str, Any]] = None,
+        labels: Union[List[str], Dict[str, str]] = (),
+        relations: Union[List[str], Dict[str, str]] = (),
         threshold: float = 0.5,
         relation_threshold: Optional[float] = None,
         adjacency_threshold: Optional[float] = None,
@@ -117,29 +173,41 @@ class GlinerRelex(GlinerPipe):
         window_overlap: Optional[int] = None,
         max_pairs: int = 10_000,
         use_doc_ents: bool = False,
-        scorer: Optional[Callable] = score_gliner_ner,
+        scorer: Optional[Callable] = score_gliner_relex,
     ):
-        if not isinstance(model, (str, Path)) or not str(model).strip():
+        if (model is None) == (new_model is None):
+            raise ValueError(
+                "gliner_relex: give exactly one of 'model' (a relex checkpoint directory or hub id) and "
+                "'new_model' (e.g. {'encoder': '<encoder dir>', 'relations_layer': 'mlp'} to train a new "
+                "relex GLiNER on a base encoder)."
+            )
+        if model is not None and (not isinstance(model, (str, Path)) or not str(model).strip()):
             raise ValueError("gliner_relex: 'model' must be a relex checkpoint directory or a hub id.")
+        # A training run (a new model, or a 'training' block to fine-tune) may take its labels from
+        # the data at initialize; otherwise labels and relations are needed now.
+        training_run = new_model is not None or bool(training)
         if not isinstance(spans_key, str) or not spans_key:
             raise ValueError("gliner_relex: 'spans_key' must be a non-empty string.")
-        if not labels and not use_doc_ents:
+        if not labels and not use_doc_ents and not training_run:
             raise ValueError(
                 "gliner_relex: no entity labels. Give them in the config, e.g. "
                 "config={'labels': ['person', 'organisation'], 'relations': ['works for']}, or set "
                 "use_doc_ents=True to take the entities already on the doc."
             )
-        if not relations:
-            raise ValueError(
-                "gliner_relex: no relation labels. Give them in the config, e.g. "
-                "config={'labels': [...], 'relations': ['works for', 'located in']} "
-                "(a list, or a dict relation -> description); use gliner_ner for entities only."
-            )
+        if not relations and not training_run:
+            raise ValueError(NO_RELATIONS)
         self.vocab = vocab
         self.name = name
-        self.source = str(model)
+        self.source = str(model) if model is not None else None
+        self.new_model = _check_relex_new_model(new_model, name) if new_model is not None else None
+        self.training = check_training_settings(name, dict(training or {}), DEFAULT_RELEX_TRAINING)
+        ratio = self.training["pair_negative_ratio"]
+        if not (isinstance(ratio, (list, tuple)) and len(ratio) == 2 and 0 <= ratio[0] <= ratio[1]):
+            raise ValueError(f"{name} 'training.pair_negative_ratio' must be [low, high] with 0 <= low <= high, got {ratio!r}.")
         self._label_names, self.label_texts = normalize_labels(labels, "gliner_relex 'labels'") if labels else ([], [])
-        self._relation_names, self.relation_texts = normalize_labels(relations, "gliner_relex 'relations'")
+        self._relation_names, self.relation_texts = (
+            normalize_labels(relations, "gliner_relex 'relations'") if relations else ([], [])
+        )
         _check_collisions(self._label_names, self.label_texts, self._relation_names, self.relation_texts)
         max_pairs = optional_int(max_pairs, "gliner_relex 'max_pairs'", 1)
         if max_pairs is None:
@@ -159,8 +227,13 @@ class GlinerRelex(GlinerPipe):
         }
         self.scorer = scorer
         self._extractor = None
-        self.model = None  # the torch network lives in the extractor
-        self._validate_local_checkpoint()
+        self._trainer = None
+        self._batches = None
+        self.corpus_labels: Dict[str, List[str]] = {}
+        self.relation_corpus_labels: Dict[str, List[str]] = {}
+        self.model = None  # the torch network lives in the extractor; it trains with its own optimizer
+        if self.source is not None:
+            self._validate_local_checkpoint()
 
     def _validate_local_checkpoint(self) -> None:
         """Fail at ``add_pipe`` for a local checkpoint that is not relex or whose labels do not fit."""
@@ -194,6 +267,14 @@ class GlinerRelex(GlinerPipe):
     def relation_labels(self):
         return tuple(self._relation_names)
 
+    @property
+    def label_descriptions(self) -> Dict[str, str]:
+        return dict(zip(self._label_names, self.label_texts))
+
+    @property
+    def relation_descriptions(self) -> Dict[str, str]:
+        return dict(zip(self._relation_names, self.relation_texts))
+
     # -- model ------------------------------------------------------------------------------
     @property
     def extractor(self):
@@ -206,7 +287,15 @@ class GlinerRelex(GlinerPipe):
         from ..relex_extraction import RelationExtractor
         from .device import model_device
 
-        checkpoint = load_checkpoint(source)
+        if source is None:
+            from ..modeling.fresh import new_checkpoint
+
+            where = self.new_model["encoder"]
+            if str(where).startswith((".", "/", "~")) and not Path(where).expanduser().is_dir():
+                raise ValueError(f"{self.name} 'new_model.encoder': encoder directory {where!r} does not exist.")
+            checkpoint = new_checkpoint(**{"relations_layer": DEFAULT_RELATIONS_LAYER, **self.new_model})
+        else:
+            checkpoint = load_checkpoint(source)
         checkpoint.model.to(model_device())
         extractor = RelationExtractor(
             checkpoint,
@@ -217,9 +306,75 @@ class GlinerRelex(GlinerPipe):
         extractor.check_relex_labels(self.label_texts, self.relation_texts)
         self._extractor = extractor
 
-    def initialize(self, get_examples: Optional[Callable] = None, *, nlp: Optional[Language] = None) -> None:
-        """Load the checkpoint and check that the labels fit."""
+    def initialize(self, get_examples: Optional[Callable] = None, *, nlp: Optional[Language] = None,
+                   labels=None, relations=None) -> None:
+        """Load (or build) the model. Entity and relation labels come from
+        ``[initialize.components.<name>]`` or the config, else from the gold data (entities of
+        ``Example.reference``, relations of its ``doc._.gliner_relations`` store); the data also
+        gives each corpus's label sets, from which training samples negative labels."""
+        if labels is not None:
+            self._label_names, self.label_texts = normalize_labels(labels, f"{self.name} initialize 'labels'")
+        if relations is not None:
+            self._relation_names, self.relation_texts = normalize_labels(relations, f"{self.name} initialize 'relations'")
+        if get_examples is not None:
+            texts, problems = self._read_training_texts(get_examples)
+            if not self._label_names:
+                found = sorted({label for text in texts for _, _, label in text.spans})
+                self._label_names, self.label_texts = list(found), list(found)
+            if not self._relation_names:
+                found = sorted({label for text in texts for _, _, label in text.relations})
+                self._relation_names, self.relation_texts = list(found), list(found)
+            self.corpus_labels = labels_by_corpus(texts, lambda text: (label for _, _, label in text.spans))
+            self.relation_corpus_labels = labels_by_corpus(texts, lambda text: (label for _, _, label in text.relations))
+            width = self.extractor.config.max_width
+            problems["gold spans wider than max_width (not learnable by a span model)"] += sum(
+                1 for text in texts for start, end, _ in text.spans if end - start > width
+            )
+            warn_counts(self.name, "training data", problems)
+        if not self._relation_names:
+            raise ValueError(NO_RELATIONS + " (none were found in the training data's doc._.gliner_relations either)")
+        if not self._label_names and not self.cfg["use_doc_ents"]:
+            raise ValueError(f"{self.name}: no entity labels in the config or the training data.")
+        _check_collisions(self._label_names, self.label_texts, self._relation_names, self.relation_texts)
         self.extractor.check_relex_labels(self.label_texts, self.relation_texts)
+
+    # -- training ---------------------------------------------------------------------------
+    def _make_trainer(self):
+        from ..training.relex_batches import RelexBatchBuilder
+        from ..training.trainer import RelexLossSettings, RelexTrainer
+
+        t = self.training
+        extractor = self.extractor
+        relex = RelexLossSettings(
+            span_loss_coef=t["span_loss_coef"], adjacency_loss_coef=t["adjacency_loss_coef"],
+            relation_loss_coef=t["relation_loss_coef"], relation_focal_alpha=t["relation_focal_alpha"],
+            relation_focal_gamma=t["relation_focal_gamma"],
+        )
+        trainer = RelexTrainer(extractor.model, self._training_settings(), relex, extractor.rel_token_id)
+        entity_texts = {c: [self._text_of(l) for l in labels] for c, labels in self.corpus_labels.items()}
+        relation_texts = {c: [self._relation_text_of(l) for l in labels] for c, labels in self.relation_corpus_labels.items()}
+        builder = RelexBatchBuilder(
+            extractor.config, extractor.inputs, self._sampling_config(), entity_texts, relation_texts,
+            seed=t["seed"], negative_ratio=tuple(t["pair_negative_ratio"]), reversed_negatives=t["reversed_negatives"],
+        )
+        return trainer, builder
+
+    def _relation_text_of(self, label: str) -> str:
+        return self.relation_descriptions.get(label, label)
+
+    def _gold_text(self, example: Example, problems):
+        """Gold entities (as gliner_ner reads them) plus gold relations from the reference's
+        ``doc._.gliner_relations`` store (what the converters write), as indices into the spans."""
+        text, index = self._gold_entities(example, problems)
+        if text is None:
+            return None
+        for hs, he, ts, te, label, _ in _relations.get_relation_tuples(example.reference):
+            head, tail = index.get((hs, he)), index.get((ts, te))
+            if head is None or tail is None:
+                problems["gold relations whose head or tail is not a gold entity"] += 1
+                continue
+            text.relations.append((head, tail, self._relation_text_of(label)))
+        return text
 
     # -- inference ----------------------------------------------------------------------------
     def _settings(self):
@@ -234,6 +389,10 @@ class GlinerRelex(GlinerPipe):
         )
 
     def predict(self, docs: Iterable[Doc]):
+        if not self._relation_names:
+            raise ValueError(NO_RELATIONS + "; or run nlp.initialize with training data that has relations.")
+        if not self._label_names and not self.cfg["use_doc_ents"]:
+            raise ValueError(f"{self.name}: no entity labels; give 'labels' or set use_doc_ents=True.")
         docs = list(docs)
         words = [doc_words(doc)[0] for doc in docs]
         if self.cfg["use_doc_ents"]:
@@ -297,6 +456,8 @@ class GlinerRelex(GlinerPipe):
                 "relation_texts": self.relation_texts,
                 "cfg": self.cfg,
                 "source": self.source,
+                "corpus_labels": self.corpus_labels,
+                "relation_corpus_labels": self.relation_corpus_labels,
             },
         )
         save_checkpoint(self.extractor.checkpoint, path / CHECKPOINT_DIR)
@@ -308,8 +469,26 @@ class GlinerRelex(GlinerPipe):
         self._relation_names, self.relation_texts = list(saved["relations"]), list(saved["relation_texts"])
         self.cfg.update(saved["cfg"])
         self.source = saved.get("source", self.source)
+        self.corpus_labels = saved.get("corpus_labels", {})
+        self.relation_corpus_labels = saved.get("relation_corpus_labels", {})
         self._load(path / CHECKPOINT_DIR)
         return self
+
+
+NO_RELATIONS = (
+    "gliner_relex: no relation labels. Give them in the config, e.g. "
+    "config={'labels': [...], 'relations': ['works for', 'located in']} "
+    "(a list, or a dict relation -> description); use gliner_ner for entities only"
+)
+
+
+def _check_relex_new_model(spec: Dict[str, Any], name: str) -> Dict[str, Any]:
+    if isinstance(spec, dict) and spec.get("label_encoder"):
+        raise ValueError(f"{name} 'new_model': relex models are uni-encoder models; remove 'label_encoder'.")
+    spec = check_new_model(spec, name, RELEX_NEW_MODEL_KEYS)
+    if spec.get("span_mode") == "token_level":
+        raise ValueError(f"{name} 'new_model': relex models are span models; span_mode 'token_level' is not supported.")
+    return spec
 
 
 def _prompt_labels(labels: Iterable[str]) -> List[str]:

@@ -13,6 +13,7 @@ from .config import GlinerConfig
 from .model import GlinerModel
 
 PROMPT_TOKENS = ("[FLERT]", "<<ENT>>", "<<SEP>>")
+REL_TOKEN = "<<REL>>"
 
 
 def new_checkpoint(
@@ -26,8 +27,16 @@ def new_checkpoint(
     num_rnn_layers: int = 1,
     dropout: float = 0.4,
     seed: int = 0,
+    relations_layer: Optional[str] = None,
 ) -> GlinerCheckpoint:
-    """``encoder`` (and ``label_encoder`` for a bi-encoder) are local directories or cached hub ids."""
+    """``encoder`` (and ``label_encoder`` for a bi-encoder) are local directories or cached hub ids.
+
+    ``relations_layer`` (e.g. ``"mlp"``, ``"dot"``, ``"none"``) makes a relex model (uni-encoder
+    span models only): ``<<REL>>`` is added after the entity tokens, as the reference does.
+    """
+    relex = relations_layer is not None
+    if relex and (label_encoder is not None or span_mode == "token_level"):
+        raise ValueError("a new relex GLiNER must be a uni-encoder span model (no label_encoder, span_mode not token_level)")
     from transformers import AutoModel, AutoTokenizer
 
     torch.manual_seed(seed)
@@ -36,7 +45,7 @@ def new_checkpoint(
     text_model = AutoModel.from_pretrained(encoder)
     if not bi_encoder:
         # Same order as the reference, so <<ENT>> is the second-to-last id.
-        tokenizer.add_tokens(list(PROMPT_TOKENS), special_tokens=True)
+        tokenizer.add_tokens(list(PROMPT_TOKENS) + ([REL_TOKEN] if relex else []), special_tokens=True)
         text_model.resize_token_embeddings(len(tokenizer))
     label_tokenizer = label_model = None
     if bi_encoder:
@@ -44,7 +53,7 @@ def new_checkpoint(
         label_model = AutoModel.from_pretrained(label_encoder)
     family = "token" if span_mode == "token_level" else "span"
     raw = {
-        "model_type": f"gliner_{'bi' if bi_encoder else 'uni'}_encoder_{family}",
+        "model_type": f"gliner_{'bi' if bi_encoder else 'uni'}_encoder_{family}" + ("_relex" if relex else ""),
         "model_name": encoder,
         "labels_encoder": label_encoder,
         "span_mode": span_mode,
@@ -55,7 +64,7 @@ def new_checkpoint(
         "dropout": dropout,
         "subtoken_pooling": "first",
         "embed_ent_token": True,
-        "class_token_index": -1 if bi_encoder else len(tokenizer) - 2,
+        "class_token_index": -1 if bi_encoder else tokenizer.convert_tokens_to_ids(PROMPT_TOKENS[1]),
         "ent_token": PROMPT_TOKENS[1],
         "sep_token": PROMPT_TOKENS[2],
         "words_splitter_type": "whitespace",
@@ -64,6 +73,9 @@ def new_checkpoint(
         "encoder_config": text_model.config.to_dict(),
         "labels_encoder_config": label_model.config.to_dict() if bi_encoder else None,
     }
+    if relex:
+        raw.update(relations_layer=relations_layer, rel_token=REL_TOKEN,
+                   rel_token_index=tokenizer.convert_tokens_to_ids(REL_TOKEN), embed_rel_token=True)
     config = GlinerConfig.from_dict(raw, source=f"new GLiNER on {encoder}")
     model = GlinerModel(config, text_model, label_model)
     model.eval()

@@ -6,6 +6,7 @@ spans), this module does the rest.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -20,11 +21,13 @@ from .sampling import LabelSamplingConfig, PromptLabelSample, batch_span_targets
 
 @dataclass
 class GoldText:
-    """One training text: words, gold spans as (start, end exclusive, label), its corpus."""
+    """One training text: words, gold spans as (start, end exclusive, label), its corpus, and gold
+    relations as (head, tail, label) with head and tail indexing ``spans``."""
 
     words: List[str]
     spans: List[Tuple[int, int, str]]
     corpus: Optional[str] = None
+    relations: List[Tuple[int, int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -39,26 +42,36 @@ class TrainingBatch:
 
 def split_long_texts(
     texts: Sequence[GoldText], inputs: InputBuilder, max_words: int, overlap: int, max_pieces: int
-) -> Tuple[List[GoldText], int]:
+) -> Tuple[List[GoldText], Counter]:
     """Texts that do not fit one encoder window become windows; each gold span goes to the window
-    that owns its start (and contains it whole). Returns the pieces and the count of spans lost
-    because no window contains them whole (only spans wider than half the overlap can be)."""
+    that owns its start (and contains it whole), each relation to the window holding both its
+    arguments. Returns the pieces and the counts of what no window can hold: ``"spans"`` (only
+    spans wider than half the overlap can be lost) and ``"relations"`` (arguments in different
+    windows, or an argument lost)."""
     out: List[GoldText] = []
-    lost = 0
+    lost: Counter = Counter()
     for text in texts:
         counts = [len(p) for p in inputs.word_pieces(text.words)]
         if len(text.words) <= max_words and sum(counts) <= max_pieces:
             out.append(text)
             continue
+        placed = set()
         for window in plan_windows(0, counts, max_words, max_pieces, overlap):
-            spans = []
-            for start, end, label in text.spans:
+            spans, index = [], {}
+            for i, (start, end, label) in enumerate(text.spans):
                 if window.own_start <= start < window.own_end:
                     if end <= window.end:
+                        index[i] = len(spans)
                         spans.append((start - window.start, end - window.start, label))
                     else:
-                        lost += 1
-            out.append(GoldText(text.words[window.start : window.end], spans, text.corpus))
+                        lost["spans"] += 1
+            relations = []
+            for r, (head, tail, label) in enumerate(text.relations):
+                if head in index and tail in index:
+                    relations.append((index[head], index[tail], label))
+                    placed.add(r)
+            out.append(GoldText(text.words[window.start : window.end], spans, text.corpus, relations))
+        lost["relations"] += len(text.relations) - len(placed)
     return out, lost
 
 
@@ -80,27 +93,46 @@ class BatchBuilder:
         self.corpus_labels = corpus_labels
         self.rng = random.Random(seed)
 
-    def sample_labels(self, texts: Sequence[GoldText]) -> PromptLabelSample:
-        gold = [[label for _, _, label in text.spans] for text in texts]
+    def sample_labels(
+        self,
+        texts: Sequence[GoldText],
+        gold: Optional[Sequence[Sequence[str]]] = None,
+        corpus_labels: Optional[Dict[str, List[str]]] = None,
+    ) -> PromptLabelSample:
+        """Prompt labels per example: the gold ones (default: the span labels) plus negatives from
+        the example's corpus label set (default: the entity label sets)."""
+        if gold is None:
+            gold = [[label for _, _, label in text.spans] for text in texts]
+        if corpus_labels is None:
+            corpus_labels = self.corpus_labels
         corpora = [text.corpus for text in texts]
         known = {c for c in corpora if c is not None}
-        pool = sorted({label for c in known for label in self.corpus_labels.get(c, ())})
+        pool = sorted({label for c in known for label in corpus_labels.get(c, ())})
         return sample_prompt_labels(
             gold,
             self.rng,
             self.sampling,
             corpora=corpora if known else None,
-            corpus_labels=self.corpus_labels if known else None,
+            corpus_labels=corpus_labels if known else None,
             pool=pool or None,
         )
 
-    def build(self, texts: Sequence[GoldText], sample: Optional[PromptLabelSample] = None) -> TrainingBatch:
+    def build(
+        self,
+        texts: Sequence[GoldText],
+        sample: Optional[PromptLabelSample] = None,
+        prompts: Optional[Sequence[List[int]]] = None,
+    ) -> TrainingBatch:
+        """Inputs and span/token targets; ``prompts`` (per example) replaces the entity-label
+        prompts, e.g. by relex prompts that list relation labels too."""
         sample = sample or self.sample_labels(texts)
         pieces = [self.inputs.word_pieces(text.words) for text in texts]
         if self.config.bi_encoder:
             encoded = self.inputs.build(pieces)
         else:
-            encoded = self.inputs.build(pieces, prompts=[self.inputs.prompt_ids(labels) for labels in sample.labels])
+            if prompts is None:
+                prompts = [self.inputs.prompt_ids(labels) for labels in sample.labels]
+            encoded = self.inputs.build(pieces, prompts=prompts)
         label_mask = torch.tensor(sample.padded_label_mask(), dtype=torch.float32)
         if label_mask.numel() == 0:
             label_mask = torch.zeros((len(texts), 0))

@@ -50,6 +50,8 @@ __all__ = [
     "elementwise_loss",
     "span_classification_loss",
     "token_classification_loss",
+    "adjacency_loss",
+    "relation_loss",
     "MASKING_MODES",
     "REDUCTIONS",
 ]
@@ -348,6 +350,88 @@ def token_classification_loss(
             return torch.zeros((), dtype=losses.dtype, device=losses.device)
         return losses.sum() / n_valid
     return _reduce(losses, mask.float().sum(), reduction)
+
+
+def adjacency_loss(
+    adjacency: torch.Tensor,
+    targets: torch.Tensor,
+    entity_mask: torch.Tensor,
+    alpha: float = -1.0,
+    gamma: float = 0.0,
+    prob_margin: float = 0.0,
+    label_smoothing: float = 0.0,
+    reduction: str = "sum",
+    negatives: float = 1.0,
+    masking: str = "none",
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Adjacency loss of relex models (reference ``UniEncoderSpanRelexModel.adj_loss``).
+
+    ``adjacency`` (B, E, E) holds *probabilities* (the adjacency layers end in a sigmoid), so the
+    focal loss reads them as they are (``normalize_prob=False``). ``targets`` (B, E, E) is 1 for
+    every pair the relation loss is trained on (gold pairs and the sampled negative pairs, as in
+    the reference), 0 elsewhere. Every (i, j) of real entities counts, the diagonal included;
+    ``mean`` divides by their number.
+    """
+    B = adjacency.size(0)
+    losses = elementwise_loss(
+        adjacency.reshape(B, -1, 1),
+        targets.reshape(B, -1, 1).to(adjacency.dtype),
+        alpha=alpha,
+        gamma=gamma,
+        prob_margin=prob_margin,
+        label_smoothing=label_smoothing,
+        negatives=negatives,
+        masking=masking,
+        normalize_prob=False,
+        generator=generator,
+    )
+    m = entity_mask.to(adjacency.dtype)
+    pair_mask = (m.unsqueeze(2) * m.unsqueeze(1)).reshape(B, -1, 1)
+    losses = losses * pair_mask
+    if reduction == "mean":
+        n = pair_mask.sum()
+        return losses.sum() / n if n > 0 else losses.new_zeros(())
+    return _reduce(losses, pair_mask.sum(), reduction)
+
+
+def relation_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    pair_mask: torch.Tensor,
+    label_mask: torch.Tensor,
+    alpha: float = -1.0,
+    gamma: float = 0.0,
+    prob_margin: float = 0.0,
+    label_smoothing: float = 0.0,
+    reduction: str = "sum",
+    negatives: float = 1.0,
+    masking: str = "none",
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Relation classification loss (reference ``UniEncoderSpanRelexModel.rel_loss``).
+
+    ``logits``/``targets`` (B, N, R): N candidate pairs, R prompted relation labels; ``pair_mask``
+    (B, N) marks real pairs, ``label_mask`` (B, R) real (non-padding) relation labels of each
+    example. ``mean`` divides by the number of real pair x label cells.
+    """
+    losses = elementwise_loss(
+        logits,
+        targets.to(logits.dtype),
+        alpha=alpha,
+        gamma=gamma,
+        prob_margin=prob_margin,
+        label_smoothing=label_smoothing,
+        negatives=negatives,
+        masking=masking,
+        generator=generator,
+    )
+    cells = pair_mask.to(logits.dtype).unsqueeze(-1) * label_mask.to(logits.dtype).unsqueeze(1)
+    losses = losses * cells
+    if reduction == "mean":
+        n = cells.sum()
+        return losses.sum() / n if n > 0 else losses.new_zeros(())
+    return _reduce(losses, cells.sum(), reduction)
 
 
 def span_width_weights(max_width: int) -> list:

@@ -8,6 +8,7 @@ so every trainable component shares one optimizer setup, schedule and clipping.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 import torch
@@ -64,9 +65,12 @@ class Trainer:
 
     def loss(self, batch: TrainingBatch, label_vectors: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The GLiNER loss of one batch (no gradient step)."""
+        reps = self.model.represent(batch.encoded.to(self.model.device))
+        return self.entity_loss(self.model.score(reps, label_vectors), batch)
+
+    def entity_loss(self, logits: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
+        """GLiNER's focal span (or token) loss of entity logits against the batch's targets."""
         device = self.model.device
-        reps = self.model.represent(batch.encoded.to(device))
-        logits = self.model.score(reps, label_vectors)
         label_mask = batch.label_mask.to(device)
         if logits.size(-2 if not self.model.config.is_span_model else -1) != label_mask.size(1):
             raise ValueError("label vectors and sampled labels disagree in number")
@@ -105,3 +109,73 @@ class Trainer:
             return float(loss.item())
         finally:
             self.model.eval()
+
+
+@dataclass
+class RelexLossSettings:
+    """Weights and focal parameters of the relex losses (reference ``span_loss_coef``,
+    ``adjacency_loss_coef``, ``relation_loss_coef``, ``rel_focal_loss_alpha/gamma``)."""
+
+    span_loss_coef: float = 1.0
+    adjacency_loss_coef: float = 1.0
+    relation_loss_coef: float = 1.0
+    relation_focal_alpha: Optional[float] = None  # None: the entity focal_alpha
+    relation_focal_gamma: Optional[float] = None  # None: the entity focal_gamma
+
+
+class RelexTrainer(Trainer):
+    """Relex models: ``span_loss_coef * entity loss + adjacency_loss_coef * adjacency loss +
+    relation_loss_coef * relation loss``, computed as the reference's ``UniEncoderSpanRelexModel``
+    does in training: relation arguments are the gold spans, pairs are the gold pairs plus sampled
+    negatives (teacher forcing, see :mod:`spacy_gliner.training.relex_batches`), relation prompts
+    are the raw ``<<REL>>`` token vectors. A batch without relation labels trains entities only."""
+
+    def __init__(self, model: GlinerModel, settings: TrainingSettings, relex: RelexLossSettings, rel_token_id: int):
+        super().__init__(model, settings)
+        self.relex = relex
+        self.rel_token_id = rel_token_id
+        self.last_parts: dict = {}
+
+    def loss(self, batch, label_vectors: Optional[torch.Tensor] = None) -> torch.Tensor:
+        from ..modeling.encoders import gather_prompt_vectors
+        from ..modeling.relation_heads import gather_entities
+        from .losses import adjacency_loss, relation_loss
+
+        device = self.model.device
+        encoded = batch.entity.encoded.to(device)
+        reps = self.model.represent(encoded)
+        logits, span_rep = self.model.score_spans(reps)
+        r = self.relex
+        total = self.entity_loss(logits, batch.entity) * r.span_loss_coef
+        parts = {"entity": float(total.detach())}
+        pair_mask = batch.pair_mask.to(device)
+        if batch.num_relation_labels and bool(pair_mask.any()):
+            s = self.settings
+            common = dict(
+                alpha=s.focal_alpha if r.relation_focal_alpha is None else r.relation_focal_alpha,
+                gamma=s.focal_gamma if r.relation_focal_gamma is None else r.relation_focal_gamma,
+                label_smoothing=s.label_smoothing,
+                reduction=s.reduction,
+            )
+            head_module = self.model.relation_head
+            entities = gather_entities(span_rep, batch.entity_keep.to(device))
+            rel_prompts, _ = gather_prompt_vectors(
+                reps.token_embeddings, encoded.input_ids, encoded.attention_mask, self.rel_token_id,
+                self.model.config.embed_rel_token, count=batch.num_relation_labels,
+            )
+            index = batch.pair_index.to(device).clamp_min(0)
+            rows = torch.arange(index.size(0), device=device).unsqueeze(1)
+            head, tail = entities.rep[rows, index[..., 0]], entities.rep[rows, index[..., 1]]
+            rel_logits, _ = head_module.score_relations(head, tail, rel_prompts)
+            rel = relation_loss(
+                rel_logits, batch.relation_targets.to(device), pair_mask, batch.relation_label_mask.to(device), **common
+            )
+            total = total + rel * r.relation_loss_coef
+            parts["relation"] = float(rel.detach())
+            adjacency = head_module.score_adjacency(entities.rep, entities.mask)
+            if adjacency is not None:
+                adj = adjacency_loss(adjacency, batch.adjacency.to(device), entities.mask, **common)
+                total = total + adj * r.adjacency_loss_coef
+                parts["adjacency"] = float(adj.detach())
+        self.last_parts = parts
+        return total

@@ -1,0 +1,184 @@
+"""What the trainable gliner components share: training settings, reading gold Examples, one
+update with the component's own optimizer, loss without update.
+
+``gliner_ner`` and ``gliner_relex`` differ only in the trainer and batch builder they make
+(:meth:`TrainableGliner._make_trainer`) and in what they read from a gold Example besides the
+entity spans (relations for relex). Torch is imported lazily, inside the methods.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from spacy.training import Example
+
+from ..training.corpora import META_KEY
+from ..training.settings import check_training_settings, optimizer_settings  # noqa: F401  (re-exported for the pipes)
+from .annotations import doc_words, warn_counts  # noqa: F401
+
+# Settings of training (GLiNER's recipe); every key is optional in a config.
+DEFAULT_TRAINING: Dict[str, Any] = {
+    "encoder_lr": 1e-5,
+    "head_lr": 5e-5,
+    "weight_decay": 0.01,
+    "warmup_steps": 0,
+    "total_steps": None,
+    "grad_clip": 10.0,
+    "focal_alpha": 0.75,
+    "focal_gamma": 0.0,
+    "label_smoothing": 0.0,
+    "reduction": "sum",
+    "max_types": 25,
+    "max_neg_type_ratio": 1,
+    "negative_rule": "corpus",
+    # Off by default: at 600 steps on MiniLM they cost most of the zero-shot F1 (bench/README_training.md).
+    "random_drop": False,
+    "empty_negatives": 0,
+    "seed": 0,
+}
+NEW_MODEL_KEYS = ("encoder", "label_encoder", "span_mode", "hidden_size", "max_width", "max_len", "num_rnn_layers", "dropout", "seed")
+
+
+def check_new_model(spec: Dict[str, Any], name: str, keys=NEW_MODEL_KEYS) -> Dict[str, Any]:
+    unknown = sorted(set(spec) - set(keys))
+    if unknown or not spec.get("encoder"):
+        raise ValueError(
+            f"{name} 'new_model': needs 'encoder' (a pretrained encoder directory or cached hub id); "
+            f"allowed keys: {', '.join(keys)}" + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+        )
+    return dict(spec)
+
+
+def labels_by_corpus(texts, labels_of) -> Dict[str, List[str]]:
+    """corpus name ('' when unknown) -> sorted labels seen in it; ``labels_of(text)`` lists a text's labels."""
+    by_corpus: Dict[str, set] = {}
+    for text in texts:
+        by_corpus.setdefault(text.corpus or "", set()).update(labels_of(text))
+    return {corpus: sorted(labels) for corpus, labels in by_corpus.items()}
+
+
+class TrainableGliner:
+    """Mixin of the gliner pipes: ``update``, ``get_loss`` and gold reading.
+
+    The pipe provides ``extractor``, ``name``, ``cfg["spans_key"]``, ``training`` (checked
+    settings), ``label_descriptions`` and ``_make_trainer()`` -> (trainer, batch builder).
+    """
+
+    _trainer = None
+    _batches = None
+
+    @property
+    def is_trainable(self) -> bool:
+        return True
+
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+        """One GLiNER training step on a batch of examples (the component's own AdamW; spaCy's
+        ``sgd`` is not used because the encoder and the heads learn at separate rates)."""
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        batch = self._training_batch(examples)
+        if batch is None:
+            return losses
+        losses[self.name] += self._get_trainer().step(batch, self._label_vectors_fn(batch))
+        self._after_update()
+        return losses
+
+    def get_loss(self, examples: Iterable[Example]) -> float:
+        """The training loss on these examples, without updating (e.g. for a dev set)."""
+        import torch
+
+        batch = self._training_batch(examples)
+        if batch is None:
+            return 0.0
+        with torch.no_grad():
+            vectors = self._label_vectors_fn(batch)
+            return float(self._get_trainer().loss(batch, vectors() if vectors else None).item())
+
+    def _label_vectors_fn(self, batch):
+        """Bi-encoders: a function computing the batch's label vectors with gradients; else None."""
+        return None
+
+    def _after_update(self) -> None:
+        """What an update makes stale (e.g. cached label vectors)."""
+
+    def _get_trainer(self):
+        if self._trainer is None:
+            self._trainer, self._batches = self._make_trainer()
+            self._skipped = Counter()
+        return self._trainer
+
+    def _training_settings(self):
+        return optimizer_settings(self.training)
+
+    def _sampling_config(self):
+        from ..training.sampling import LabelSamplingConfig
+
+        t = self.training
+        return LabelSamplingConfig(
+            max_types=t["max_types"],
+            max_neg_type_ratio=t["max_neg_type_ratio"],
+            negative_rule=t["negative_rule"],
+            random_drop=t["random_drop"],
+            empty_negatives=t["empty_negatives"],
+            mode="shared" if self.extractor.config.bi_encoder else "per_example",
+        )
+
+    def _training_batch(self, examples: Iterable[Example]):
+        from ..training.batches import split_long_texts
+
+        problems: Counter = Counter()
+        texts = [t for t in (self._gold_text(eg, problems) for eg in examples) if t is not None]
+        self._get_trainer()
+        extractor = self.extractor
+        texts, lost = split_long_texts(
+            texts, extractor.inputs, extractor.max_window_words, extractor.window_overlap,
+            extractor.text_budget - extractor.prompt_budget,
+        )
+        problems["gold spans crossing a training window border"] += lost["spans"]
+        problems["gold relations whose arguments fall in different training windows"] += lost["relations"]
+        self._skipped.update(problems)
+        if not texts:
+            return None
+        batch = self._batches.build(texts)
+        return batch if batch.sample.num_labels else None
+
+    def _read_training_texts(self, get_examples) -> Tuple[list, Counter]:
+        texts, problems = [], Counter()
+        for example in get_examples():
+            text = self._gold_text(example, problems)
+            if text is not None:
+                texts.append(text)
+        return texts, problems
+
+    def _text_of(self, label: str) -> str:
+        return self.label_descriptions.get(label, label)
+
+    def _gold_text(self, example: Example, problems: Counter):
+        return self._gold_entities(example, problems)[0]
+
+    def _gold_entities(self, example: Example, problems: Counter):
+        """(GoldText, reference token bounds -> index in its spans): words of the predicted doc and
+        the gold spans (span group ``spans_key`` when the reference has one, else its entities)
+        in word offsets; (None, {}) for an empty doc."""
+        from ..training.batches import GoldText
+
+        words, token_ids = doc_words(example.predicted)
+        if not words:
+            problems["empty documents"] += 1
+            return None, {}
+        word_of = {token: i for i, token in enumerate(token_ids)}
+        reference = example.reference
+        key = self.cfg["spans_key"]
+        gold = list(reference.spans[key]) if key in reference.spans else list(reference.ents)
+        spans, index = [], {}
+        for span in gold:
+            aligned = example.get_aligned_spans_y2x([span], allow_overlap=True)
+            inside = [word_of[t] for a in aligned for t in range(a.start, a.end) if t in word_of]
+            if not inside:
+                problems["gold spans not aligned to the predicted tokens"] += 1
+                continue
+            index.setdefault((span.start, span.end), len(spans))
+            spans.append((inside[0], inside[-1] + 1, self._text_of(span.label_)))
+        meta = reference.user_data.get(META_KEY)
+        corpus = meta.get("corpus") if isinstance(meta, dict) else None
+        return GoldText(words, spans, corpus), index
