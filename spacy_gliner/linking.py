@@ -7,7 +7,12 @@ The torch side of the ``gliner_linker`` component, on plain word lists (no spaCy
 * mention vectors: the text tower reads each window of a document once, and a mention's
   vector is the span head's vector for (first word, last word): the same span
   representation the NER head scores against label vectors;
-* scores: ``sigmoid(entity_vector . mention_vector)``, the NER head's scoring.
+* scores: ``sigmoid(z)`` with ``z = entity_vector . mention_vector / temperature + w . features
+  + bias`` (``link_logits``); before training ``w = 0``, ``bias = 0``, ``temperature = 1``, which
+  is the NER head's scoring ``sigmoid(entity . mention)``. The features are string-side
+  (``spacy_gliner.kb.features``); the weights are learned by the linker's contrastive training.
+
+Everything here also runs with gradients (``mention_tensors``, ``entity_tensors``) for training.
 
 Mentions longer than ``max_width`` words: the span marker head builds a span vector only from
 its two endpoint words (``out_project(relu([start(w_first); end(w_last)]))``, no width
@@ -46,11 +51,28 @@ def check_linker_checkpoint(config, source: str = "checkpoint") -> None:
         )
 
 
-def sigmoid_scores(mention: np.ndarray, entities: np.ndarray) -> np.ndarray:
-    """``sigmoid(entities @ mention)`` for one mention vector (D,) and entity vectors (M, D)."""
+def link_logits(dots: torch.Tensor, features: Optional[torch.Tensor], weights: Optional[torch.Tensor],
+                bias: Optional[torch.Tensor], temperature: float = 1.0) -> torch.Tensor:
+    """``dots / temperature + features @ weights + bias``: the linker's logit for (mention,
+    entity) pairs. ``dots`` is (..., N); ``features`` (..., N, F) or None when F = 0."""
+    logits = dots / temperature
+    if features is not None and weights is not None and features.size(-1):
+        logits = logits + features @ weights
+    if bias is not None:
+        logits = logits + bias
+    return logits
+
+
+def sigmoid_scores(mention: np.ndarray, entities: np.ndarray, features: Optional[np.ndarray] = None,
+                   weights: Optional[Sequence[float]] = None, bias: float = 0.0, temperature: float = 1.0) -> np.ndarray:
+    """``sigmoid(link_logits)`` for one mention vector (D,) against entity vectors (M, D) and
+    their (M, F) features; with no features, bias 0 and temperature 1: ``sigmoid(entities @ mention)``."""
     if entities.shape[0] == 0:
         return np.zeros(0, dtype=np.float32)
-    logits = torch.from_numpy(np.asarray(entities, dtype=np.float32)) @ torch.from_numpy(np.asarray(mention, dtype=np.float32))
+    dots = torch.from_numpy(np.asarray(entities, dtype=np.float32)) @ torch.from_numpy(np.asarray(mention, dtype=np.float32))
+    mixed = None if features is None else torch.from_numpy(np.asarray(features, dtype=np.float32))
+    w = None if weights is None else torch.tensor(list(weights), dtype=torch.float32)
+    logits = link_logits(dots, mixed, w, torch.tensor(float(bias)), temperature)
     return torch.sigmoid(logits).numpy()
 
 
@@ -100,13 +122,22 @@ class MentionEncoder:
         # Similar lengths batched together: less padding for the label tower.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.config.hidden_size), dtype=np.float32)
-        device = self.model.device
         with torch.inference_mode():
             for begin in range(0, len(order), self.entity_batch_size):
                 chosen = order[begin : begin + self.entity_batch_size]
-                ids, mask = self.inputs.tokenize_labels([texts[i] for i in chosen])
-                out[chosen] = self.model.label_vectors(ids.to(device), mask.to(device)).float().cpu().numpy()
+                out[chosen] = self.entity_tensors([texts[i] for i in chosen]).float().cpu().numpy()
         return out
+
+    def entity_tensors(self, texts: Sequence[str]) -> torch.Tensor:
+        """(len(texts), D) entity vectors in one label-tower pass, in the current grad mode."""
+        ids, mask = self.inputs.tokenize_labels(list(texts))
+        device = self.model.device
+        return self.model.label_vectors(ids.to(device), mask.to(device))
+
+    def weights_changed(self) -> None:
+        """Training changed the weights: the entity encoder id (a digest of the label tower) is
+        recomputed on next use, so an embedding store made before can never match it."""
+        self._encoder_id = None
 
     # -- mentions -----------------------------------------------------------------------------
     def span_vectors(self, words: torch.Tensor, starts: torch.Tensor, lasts: torch.Tensor) -> torch.Tensor:
@@ -131,8 +162,17 @@ class MentionEncoder:
         self, docs_words: Sequence[Sequence[str]], docs_mentions: Sequence[Sequence[Mention]]
     ) -> List[np.ndarray]:
         """(n_mentions, D) float32 mention vectors per document; each window is encoded once."""
+        with torch.inference_mode():
+            return [t.float().cpu().numpy() for t in self.mention_tensors(docs_words, docs_mentions)]
+
+    def mention_tensors(
+        self, docs_words: Sequence[Sequence[str]], docs_mentions: Sequence[Sequence[Mention]]
+    ) -> List[torch.Tensor]:
+        """(n_mentions, D) mention vectors per document, in the current grad mode (training runs
+        this with gradients through the text tower and the span head)."""
         dim = self.config.hidden_size
-        results = [np.zeros((len(m), dim), dtype=np.float32) for m in docs_mentions]
+        device = self.model.device
+        rows: List[List[Optional[torch.Tensor]]] = [[None] * len(m) for m in docs_mentions]
         budget = self.inputs.max_tokens - self.inputs.special_count
         jobs: Dict[Tuple[int, int], List[Tuple[int, int, int]]] = {}  # (doc, window) -> [(mention, start, last)]
         all_windows: Dict[Tuple[int, int], Window] = {}
@@ -151,19 +191,17 @@ class MentionEncoder:
                 all_windows[(doc_index, window_index)] = window
                 jobs.setdefault((doc_index, window_index), []).append((mention_index, start - window.start, end - 1 - window.start))
         order = sorted(jobs, key=lambda key: all_windows[key].length)
-        device = self.model.device
-        with torch.inference_mode():
-            for begin in range(0, len(order), self.batch_size):
-                keys = order[begin : begin + self.batch_size]
-                batch = self.inputs.build(
-                    [pieces[d][all_windows[(d, w)].start : all_windows[(d, w)].end] for d, w in keys]
-                ).to(device)
-                words = self.model.represent(batch).words
-                for row, key in enumerate(keys):
-                    items = jobs[key]
-                    starts = torch.tensor([s for _, s, _ in items], device=device)
-                    lasts = torch.tensor([e for _, _, e in items], device=device)
-                    vectors = self.span_vectors(words[row], starts, lasts).float().cpu().numpy()
-                    for (mention_index, _, _), vector in zip(items, vectors):
-                        results[key[0]][mention_index] = vector
-        return results
+        for begin in range(0, len(order), self.batch_size):
+            keys = order[begin : begin + self.batch_size]
+            batch = self.inputs.build(
+                [pieces[d][all_windows[(d, w)].start : all_windows[(d, w)].end] for d, w in keys]
+            ).to(device)
+            words = self.model.represent(batch).words
+            for row, key in enumerate(keys):
+                items = jobs[key]
+                starts = torch.tensor([s for _, s, _ in items], device=device)
+                lasts = torch.tensor([e for _, _, e in items], device=device)
+                vectors = self.span_vectors(words[row], starts, lasts)
+                for position, (mention_index, _, _) in enumerate(items):
+                    rows[key[0]][mention_index] = vectors[position]
+        return [torch.stack(r) if r else torch.zeros((0, dim), device=device) for r in rows]

@@ -4,9 +4,13 @@ It links the entities already on the doc (``doc.ents``, and ``doc.spans[spans_ke
 
 * candidates come from a registered generator (default: exact alias + fuzzy trigram + dense
   inner product, fused by ``MergedCandidates``) over the knowledge base in ``kb``;
-* every candidate is scored ``sigmoid(entity . mention)``: the entity vector is the label
-  tower's vector of ``entity_text(entity)`` (computed once, stored float16 beside the KB), the
-  mention vector the span head's vector of the mention (see ``spacy_gliner.linking``);
+* every candidate is scored ``sigmoid(entity . mention / temperature + w . features + bias)``:
+  the entity vector is the label tower's vector of ``entity_text(entity)`` (computed once,
+  stored float16 beside the KB), the mention vector the span head's vector of the mention (see
+  ``spacy_gliner.linking``); the features (``features`` setting: alias prior and string
+  similarity, ``spacy_gliner.kb.features``) are defined for every candidate whichever generator
+  found it, so candidates merged from several generators are ranked on one scale. Before
+  training ``w = 0``, ``bias = 0``, ``temperature = 1``;
 * the best candidate becomes ``span.kb_id_`` when its score reaches ``threshold``; otherwise,
   and for mentions without candidates, ``kb_id_`` is ``"NIL"`` (spaCy's ``EntityLinker``
   convention, and a negative label for the scorer);
@@ -15,6 +19,14 @@ It links the entities already on the doc (``doc.ents``, and ``doc.spans[spans_ke
   this component never linked). The data lives in ``doc.user_data`` under
   ``("spacy_gliner.candidates", start, end)``, so it survives ``doc.to_bytes``.
 
+Training (``spacy train`` on gold ``kb_id``s of ``Example.reference`` ents; ``update``,
+``get_loss``): a contrastive loss over each gold mention's candidates (see
+``contrastive_linking_loss``); the text tower, span head, label (entity) tower and the score
+mixing weights all learn, encoders and heads at separate rates (``training`` setting). Every
+update changes the entity encoder, so the entity embedding store is dropped and recomputed on
+next use (its encoder id, a digest of the label tower's weights, no longer matches: a stale
+store is never used); ``to_disk`` after training therefore re-embeds the KB.
+
 Torch, transformers and the KB are loaded lazily or at ``add_pipe`` as noted in the code.
 """
 from __future__ import annotations
@@ -22,6 +34,7 @@ from __future__ import annotations
 import shutil
 import warnings
 from pathlib import Path
+from collections import Counter
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import srsly
@@ -32,7 +45,9 @@ from spacy.training import Example
 from spacy.util import registry
 
 from ..kb import candidates as _candidates  # noqa: F401  (registers the @misc generator builders)
-from .annotations import doc_words, optional_int
+from ..kb.features import FEATURES, check_features
+from ..training.settings import check_training_settings
+from .annotations import doc_words, optional_int, warn_counts
 from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
 
 NIL = "NIL"
@@ -53,8 +68,28 @@ DEFAULT_CANDIDATES: Dict[str, Any] = {
     },
 }
 
+# Settings of training; every key is optional in a config.
+DEFAULT_LINKER_TRAINING: Dict[str, Any] = {
+    "encoder_lr": 1e-5,
+    "head_lr": 1e-3,
+    "feature_lr": 1e-2,  # the score mixing weights and bias (a handful of scalars)
+    "weight_decay": 0.01,
+    "warmup_steps": 0,
+    "total_steps": None,
+    "grad_clip": 10.0,
+    "temperature": 0.1,
+    "negatives": 7,  # hardest exact-alias / fuzzy candidates per mention
+    "in_batch_negatives": True,
+    "binary_weight": 1.0,
+    "max_mentions": 32,  # per update; a batch with more is sampled
+    "nil_mentions": True,  # gold "NIL" mentions: every candidate is a negative
+    "seed": 0,
+}
+
 DEFAULT_LINKER_CONFIG: Dict[str, Any] = {
     "candidates": DEFAULT_CANDIDATES,
+    "features": list(FEATURES),
+    "training": {},
     "threshold": 0.5,
     "top_k": 5,
     "spans_key": None,
@@ -92,10 +127,13 @@ def make_gliner_linker(
     batch_size: int,
     copy_kb: bool,
     scorer: Optional[Callable],
+    features: List[str],
+    training: Dict[str, Any],
 ) -> "GlinerLinker":
     return GlinerLinker(
         nlp.vocab, name=name, model=model, kb=kb, candidates=candidates, threshold=threshold, top_k=top_k,
-        spans_key=spans_key, batch_size=batch_size, copy_kb=copy_kb, scorer=scorer,
+        spans_key=spans_key, batch_size=batch_size, copy_kb=copy_kb, scorer=scorer, features=features,
+        training=training,
     )
 
 
@@ -172,6 +210,8 @@ class GlinerLinker(GlinerPipe):
         batch_size: int = 8,
         copy_kb: bool = True,
         scorer: Optional[Callable] = score_gliner_links,
+        features: Iterable[str] = FEATURES,
+        training: Optional[Dict[str, Any]] = None,
     ):
         if not isinstance(model, (str, Path)) or not str(model).strip():
             raise ValueError(f"{name}: 'model' must be a bi-encoder GLiNER checkpoint directory or a hub id.")
@@ -193,7 +233,19 @@ class GlinerLinker(GlinerPipe):
             "spans_key": spans_key,
             "batch_size": optional_int(batch_size, f"{name} 'batch_size'", 1),
             "copy_kb": bool(copy_kb),
+            "features": check_features(features, f"{name} 'features'"),
+            # Learned by training (0 / 0 / 1: the bi-encoder score alone).
+            "feature_weights": {},
+            "bias": 0.0,
+            "temperature": 1.0,
         }
+        self.training = check_training_settings(name, dict(training or {}), DEFAULT_LINKER_TRAINING)
+        for key in ("negatives", "max_mentions"):
+            if not isinstance(self.training[key], int) or self.training[key] < (0 if key == "negatives" else 1):
+                raise ValueError(f"{name} 'training.{key}' must be an integer >= {0 if key == 'negatives' else 1}, "
+                                 f"got {self.training[key]!r}.")
+        if not isinstance(self.training["temperature"], (int, float)) or self.training["temperature"] <= 0:
+            raise ValueError(f"{name} 'training.temperature' must be a number > 0, got {self.training['temperature']!r}.")
         if self.cfg["top_k"] is None or self.cfg["batch_size"] is None:
             raise ValueError(f"{name}: 'top_k' and 'batch_size' must be integers >= 1.")
         self.candidates_builder = candidates
@@ -204,6 +256,11 @@ class GlinerLinker(GlinerPipe):
         self._store = None
         self._store_dir: Optional[Path] = None
         self._generator = None
+        self._features = None
+        self._trainer = None
+        self._mix = None  # training: (weights, bias) torch parameters mirrored in cfg
+        self._training_candidates = None
+        self._rng = None
         self._validate_local_checkpoint()
         # The KB is read now so a broken or empty one fails at add_pipe. A path that does not
         # exist is left for later: spacy.load builds the component from its config before
@@ -261,8 +318,10 @@ class GlinerLinker(GlinerPipe):
 
     @property
     def store(self):
-        """The entity embedding store, computed (with a progress bar) or updated when missing or stale."""
-        if self._store is None:
+        """The entity embedding store, computed (with a progress bar) or updated when missing or
+        stale. Stale includes "made by other weights": training changes the entity encoder, and
+        its id (a digest of the label tower) then differs from the one the store was made with."""
+        if self._store is None or self._store.encoder_id != self.encoder.encoder_id:
             self.prepare_embeddings(progress=True)
         return self._store
 
@@ -279,6 +338,19 @@ class GlinerLinker(GlinerPipe):
         self._generator = None
         return len(self._store)
 
+    def use_kb(self, kb: Union[str, Path], copy_kb: Optional[bool] = None) -> None:
+        """Link against another knowledge base from now on (e.g. train on one KB, evaluate or
+        deploy on another); its embeddings are computed beside it on next use."""
+        self._kb = self._open_kb(kb)
+        self.kb_source = str(kb)
+        self._store_dir = default_store_dir(kb)
+        self._store = None
+        self._generator = None
+        self._features = None
+        self._training_candidates = None
+        if copy_kb is not None:
+            self.cfg["copy_kb"] = bool(copy_kb)
+
     @property
     def generator(self):
         if self._generator is None:
@@ -288,11 +360,33 @@ class GlinerLinker(GlinerPipe):
             self._generator = builder(self.kb, self.store, self.encoder.encode_entities)
         return self._generator
 
-    # -- training-side checks --------------------------------------------------------------------
+    @property
+    def features(self):
+        """The (mention, entity) string features mixed into the score (``spacy_gliner.kb.features``)."""
+        if self._features is None:
+            from ..kb.features import PairFeatures
+
+            self._features = PairFeatures(self.kb, self.cfg["features"])
+        return self._features
+
+    def _mixing(self) -> Tuple[List[float], float, float]:
+        """(feature weights in ``features`` order, bias, temperature) as learned (zeros / 1 untrained)."""
+        weights = self.cfg.get("feature_weights") or {}
+        return ([float(weights.get(n, 0.0)) for n in self.cfg["features"]], float(self.cfg.get("bias", 0.0)),
+                float(self.cfg.get("temperature", 1.0)))
+
+    # -- training ---------------------------------------------------------------------------------
+    @property
+    def is_trainable(self) -> bool:
+        return True
+
     def initialize(self, get_examples: Optional[Callable] = None, *, nlp: Optional[Language] = None) -> None:
-        """Load the model, embed the KB (progress bar), and check gold ids against the KB."""
+        """Load the model and check the gold data: every gold id must be in the KB (error naming
+        them). Without gold data the KB is embedded now (progress bar); with it (training) the
+        embeddings wait for the first prediction, since every update changes the entity encoder."""
         if get_examples is not None:
-            unknown = self._unknown_gold_ids(get_examples())
+            examples = list(get_examples())
+            unknown = self._unknown_gold_ids(examples)
             if unknown:
                 shown = ", ".join(repr(i) for i in unknown[:5])
                 raise ValueError(
@@ -300,8 +394,170 @@ class GlinerLinker(GlinerPipe):
                     f"({len(self.kb)} entities): {shown}{' ...' if len(unknown) > 5 else ''}. Add them to the KB or "
                     f"set their kb_id to {NIL!r}."
                 )
+            problems: Counter = Counter()
+            items = [item for eg in examples for item in self._gold_mentions(eg, problems)]
+            if not any(gold is not None for *_, gold in items):
+                raise ValueError(
+                    f"{self.name}: the training data has no gold links: give the reference entities a kb_id "
+                    f"(an id of the KB, or {NIL!r} for a mention without one), e.g. with "
+                    "`python -m spacy_gliner.training.convert_linking`."
+                )
+            warn_counts(self.name, "training data", problems)
+            _ = self.encoder
+            return
         self.prepare_embeddings(progress=True)
         _ = self.generator
+
+    def _gold_mentions(self, example: Example, problems: Counter) -> List[Tuple[List[str], Tuple[int, int], str, Optional[str]]]:
+        """(words of the predicted doc, mention word span, mention text, gold id or None for NIL)
+        for every reference mention with a kb_id; what cannot be used is counted by reason."""
+        words, token_ids = doc_words(example.predicted)
+        word_of = {t: w for w, t in enumerate(token_ids)}
+        kb = self.kb
+        out = []
+        for ent in self._mentions(example.reference):
+            kb_id = ent.kb_id_
+            if not kb_id:
+                problems["mentions without a kb_id (not linking data)"] += 1
+                continue
+            if kb_id == NIL and not self.training["nil_mentions"]:
+                continue
+            if kb_id != NIL and kb_id not in kb:
+                problems["mentions whose gold id is not in the knowledge base"] += 1
+                continue
+            span = example.predicted.char_span(ent.start_char, ent.end_char, alignment_mode="expand")
+            inside = [word_of[t] for t in range(span.start, span.end) if t in word_of] if span is not None else []
+            if not inside:
+                problems["mentions not aligned to the predicted tokens"] += 1
+                continue
+            out.append((words, (inside[0], inside[-1] + 1), span.text, None if kb_id == NIL else kb_id))
+        return out
+
+    def _get_trainer(self):
+        if self._trainer is None:
+            import random
+
+            import torch
+
+            from ..training.settings import optimizer_settings
+            from ..training.trainer import Trainer
+
+            t = self.training
+            weights, bias, _ = self._mixing()
+            self.cfg["temperature"] = float(t["temperature"])
+            self._mix = (torch.nn.Parameter(torch.tensor(weights, dtype=torch.float32, device=self.encoder.model.device)),
+                         torch.nn.Parameter(torch.tensor(bias, dtype=torch.float32, device=self.encoder.model.device)))
+            self._trainer = Trainer(self.encoder.model, optimizer_settings(t), extra_parameters=self._mix,
+                                    extra_lr=t["feature_lr"])
+            self._rng = random.Random(t["seed"])
+        return self._trainer
+
+    def _candidates_for_training(self):
+        """Training negatives: exact-alias and fuzzy (trigram) candidates, the hard negatives that
+        share the mention's surface form. Dense candidates are left out: they would need the
+        whole KB re-embedded after every update."""
+        if self._training_candidates is None:
+            from ..kb.candidates import ExactAliasCandidates, FuzzyCandidates, MergedCandidates
+
+            k = max(1, self.training["negatives"] + 1)
+            self._training_candidates = MergedCandidates(
+                [ExactAliasCandidates(self.kb, k=k), FuzzyCandidates(self.kb, k=2 * k, min_score=0.3)], k=2 * k)
+        return self._training_candidates
+
+    def _link_batch(self, examples: Iterable[Example], sample: bool = True):
+        """The tensors-to-be of one training batch, or None when it has nothing to learn from.
+        With ``sample``, a batch with more than ``max_mentions`` mentions is sampled down."""
+        import numpy as np
+
+        from ..kb.entities import entity_text
+
+        self._get_trainer()
+        problems: Counter = Counter()
+        items = [item for eg in examples for item in self._gold_mentions(eg, problems)]
+        if sample and len(items) > self.training["max_mentions"]:
+            items = self._rng.sample(items, self.training["max_mentions"])
+        generate, negatives = self._candidates_for_training(), self.training["negatives"]
+        columns: Dict[str, int] = {}
+        own: List[List[int]] = []
+        kept = []
+        for words, span, text, gold in items:
+            ids = [gold] if gold is not None else []
+            ids += [c.entity_id for c in generate(text) if c.entity_id != gold][:negatives]
+            if len(ids) < (2 if gold is not None else 1) and not self.training["in_batch_negatives"]:
+                continue  # nothing to contrast with
+            kept.append((words, span, text, gold))
+            own.append([columns.setdefault(eid, len(columns)) for eid in ids])
+        if not kept or not any(gold is not None for *_, gold in kept) and not any(own):
+            return None
+        ids = list(columns)
+        entities = self.kb.get_many(ids)
+        mask = np.zeros((len(kept), len(ids)), dtype=bool)
+        for row, cols in enumerate(own):
+            mask[row, cols] = True
+        gold = np.array([columns[g] if g is not None else -1 for *_, g in kept], dtype=np.int64)
+        features = np.stack([self.features.rows(text, entities) for _, _, text, _ in kept])
+        docs: Dict[int, Tuple[List[str], List[Tuple[int, int]]]] = {}
+        where = []
+        for words, span, _, _ in kept:
+            key = id(words)
+            docs.setdefault(key, (words, []))[1].append(span)
+            where.append((key, len(docs[key][1]) - 1))
+        return {"docs": docs, "where": where, "texts": [entity_text(e) for e in entities], "mask": mask,
+                "gold": gold, "features": features}
+
+    def _batch_loss(self, batch):
+        import torch
+
+        from ..linking import link_logits
+        from ..training.losses import contrastive_linking_loss
+
+        encoder, device = self.encoder, self.encoder.model.device
+        keys = list(batch["docs"])
+        per_doc = encoder.mention_tensors([batch["docs"][k][0] for k in keys], [batch["docs"][k][1] for k in keys])
+        by_key = dict(zip(keys, per_doc))
+        mentions = torch.stack([by_key[key][i] for key, i in batch["where"]])
+        entities = encoder.entity_tensors(batch["texts"])
+        weights, bias = self._mix
+        logits = link_logits(mentions @ entities.T, torch.from_numpy(batch["features"]).to(device), weights, bias,
+                             self.cfg["temperature"])
+        t = self.training
+        return contrastive_linking_loss(logits, torch.from_numpy(batch["gold"]).to(device),
+                                        torch.from_numpy(batch["mask"]).to(device), t["in_batch_negatives"],
+                                        t["binary_weight"])
+
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None,
+               losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+        """One contrastive training step on the gold links of a batch (the component's own AdamW:
+        spaCy's ``sgd`` is not used, encoders and heads learn at separate rates)."""
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        batch = self._link_batch(examples)
+        if batch is None:
+            return losses
+        losses[self.name] += self._trainer.apply(lambda: self._batch_loss(batch))
+        self._weights_changed()
+        return losses
+
+    def get_loss(self, examples: Iterable[Example]) -> float:
+        """The training loss on these examples (every mention, none sampled away), without
+        updating (e.g. for a dev set)."""
+        import torch
+
+        batch = self._link_batch(examples, sample=False)
+        if batch is None:
+            return 0.0
+        with torch.no_grad():
+            return float(self._batch_loss(batch).item())
+
+    def _weights_changed(self) -> None:
+        """After an update: the entity encoder changed, so the embedding store (and the dense
+        generator reading it) is dropped and recomputed on next use; mixing weights to cfg."""
+        weights, bias = self._mix
+        self.cfg["feature_weights"] = dict(zip(self.cfg["features"], (float(w) for w in weights.detach().cpu())))
+        self.cfg["bias"] = float(bias.detach().cpu())
+        self.encoder.weights_changed()
+        self._store = None
+        self._generator = None
 
     def _unknown_gold_ids(self, examples: Iterable[Example]) -> List[str]:
         kb = self.kb
@@ -356,6 +612,8 @@ class GlinerLinker(GlinerPipe):
         vectors = self.encoder.mention_vectors(words_per_doc, [[s for s in found if s is not None] for found in word_spans])
         generator, kb, store = self.generator, self.kb, self.store
         matrix = store.vectors
+        features = self.features
+        weights, bias, temperature = self._mixing()
         results = []
         for spans, found, doc_vectors in zip(mentions, word_spans, vectors):
             doc_result = []
@@ -368,7 +626,9 @@ class GlinerLinker(GlinerPipe):
                     ids = list(dict.fromkeys(c.entity_id for c in generator(span.text, vector)))
                     if ids:
                         rows = [kb.row_of(i) for i in ids]
-                        scores = sigmoid_scores(vector, np.asarray(matrix[rows], dtype=np.float32))
+                        mixed = features.rows(span.text, kb.get_many(ids)) if len(features) else None
+                        scores = sigmoid_scores(vector, np.asarray(matrix[rows], dtype=np.float32), mixed, weights,
+                                                bias, temperature)
                         ranked = sorted(zip(ids, scores.tolist()), key=lambda pair: -pair[1])
                 doc_result.append((span.start, span.end, ranked[: self.cfg["top_k"]]))
             results.append(doc_result)
@@ -406,10 +666,9 @@ class GlinerLinker(GlinerPipe):
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        store = self._store if self._store is not None else None
-        if store is None:
-            self.prepare_embeddings(progress=False)
-            store = self._store
+        if self._store is None or self._store.encoder_id != self.encoder.encoder_id:
+            self.prepare_embeddings(progress=False)  # after training: the KB re-embedded by the new weights
+        store = self._store
         kb_path = None
         if self.cfg["copy_kb"]:
             self.kb.to_disk(path / KB_DIR)
@@ -442,6 +701,9 @@ class GlinerLinker(GlinerPipe):
         except (FileNotFoundError, StaleEmbeddingsError):
             self._store = None  # recomputed on first use
         self._generator = None
+        self._features = None
+        self._trainer = None
+        self._training_candidates = None
         return self
 
     def _detach_from_directory(self) -> None:

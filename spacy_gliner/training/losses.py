@@ -42,8 +42,10 @@ import math
 from typing import Optional, Union
 
 import torch
+import torch.nn.functional as F
 
 __all__ = [
+    "contrastive_linking_loss",
     "focal_loss_with_logits",
     "span_dice_loss",
     "negative_sampling_mask",
@@ -437,3 +439,48 @@ def relation_loss(
 def span_width_weights(max_width: int) -> list:
     """The positive-cell weights ``1 + log(k)`` for widths ``k = 1..max_width``."""
     return [1.0 + math.log(k) for k in range(1, max_width + 1)]
+
+
+def contrastive_linking_loss(
+    logits: torch.Tensor,
+    gold: torch.Tensor,
+    candidate_mask: torch.Tensor,
+    in_batch_negatives: bool = True,
+    binary_weight: float = 1.0,
+) -> torch.Tensor:
+    """The linker's loss over mentions (rows) and the entities of a batch (columns).
+
+    ``logits`` (M, N): ``link_logits`` of every mention against every entity of the batch
+    (the union of all mentions' golds and candidates). ``gold`` (M,): the column of each
+    mention's gold entity, or -1 for a NIL mention. ``candidate_mask`` (M, N): the mention's
+    own candidates and its gold.
+
+    * InfoNCE / softmax cross-entropy for every linked mention: its gold against its own
+      candidates, and against every other entity of the batch with ``in_batch_negatives``
+      (the other mentions' golds and candidates, free: their vectors are computed anyway).
+      The temperature is inside ``logits``.
+    * Binary cross-entropy on ``sigmoid(logits)`` over each mention's own candidates (gold 1,
+      others 0; every candidate of a NIL mention 0), weighted by ``binary_weight``: softmax
+      alone fixes only differences between logits, this term places them around 0 so that
+      the linker's ``threshold`` on ``sigmoid`` (NIL below it) means something.
+
+    The two parts are means over mentions (InfoNCE) and over candidate pairs (binary).
+    """
+    if logits.dim() != 2 or gold.shape != logits.shape[:1] or candidate_mask.shape != logits.shape:
+        raise ValueError(f"shapes disagree: logits {tuple(logits.shape)}, gold {tuple(gold.shape)}, "
+                         f"candidate_mask {tuple(candidate_mask.shape)}")
+    candidate_mask = candidate_mask.bool()
+    linked = gold >= 0
+    total = logits.new_zeros(())
+    if linked.any():
+        rows = logits[linked]
+        allowed = torch.ones_like(rows, dtype=torch.bool) if in_batch_negatives else candidate_mask[linked]
+        rows = rows.masked_fill(~allowed, float("-inf"))
+        total = total + F.cross_entropy(rows, gold[linked])
+    if binary_weight and candidate_mask.any():
+        targets = torch.zeros_like(logits)
+        index = torch.nonzero(linked).squeeze(-1)
+        targets[index, gold[linked]] = 1.0
+        pairs = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")[candidate_mask]
+        total = total + binary_weight * pairs.mean()
+    return total
