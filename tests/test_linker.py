@@ -222,3 +222,66 @@ def test_bad_settings_fail_early(model_dir, kb_path, tmp_path):
     (tmp_path / "kb.csv").write_text("x", encoding="utf-8")
     with pytest.raises(ValueError, match="gliner_linker.*knowledge base"):
         nlp.add_pipe("gliner_linker", config={"model": str(model_dir), "kb": str(tmp_path / "kb.csv")})
+
+
+def test_sqlite_kb_referenced_by_path_survives_spacy_load(model_dir, tmp_path):
+    """A large KB stays where it is (``copy_kb = false``): the saved pipeline holds its absolute path
+    and its embeddings, ``spacy.load`` opens the same SQLite file; moving the file away is a clear error."""
+    from spacy_gliner.kb.sqlite import SQLiteKB
+
+    db = tmp_path / "kb.sqlite"
+    SQLiteKB.from_jsonl(write_kb(tmp_path / "kb.jsonl"), db).close()
+    nlp = make_nlp(model_dir, db, threshold=0.0, copy_kb=False, top_k=10)
+    linker = nlp.get_pipe("gliner_linker")
+    assert isinstance(linker.kb, SQLiteKB)
+    doc = nlp(doc_with_ents(nlp, TEXT, ENTS))
+    expected = [(e.kb_id_, e._.gliner_candidates) for e in doc.ents]
+    assert all(kb_id in {e["id"] for e in ENTITIES} for kb_id, _ in expected)
+    nlp.to_disk(tmp_path / "pipeline")
+    saved = json.loads((tmp_path / "pipeline" / "gliner_linker" / "cfg").read_text())
+    assert saved["kb_path"] == str(db.resolve()) and not (tmp_path / "pipeline" / "gliner_linker" / "kb").exists()
+    loaded = spacy.load(tmp_path / "pipeline")
+    restored = loaded.get_pipe("gliner_linker")
+    assert isinstance(restored.kb, SQLiteKB) and restored.kb.db_path.resolve() == db.resolve()
+    assert restored._store is not None  # the saved embeddings match the KB and the weights: not recomputed
+    doc = loaded(doc_with_ents(loaded, TEXT, ENTS))
+    assert [e.kb_id_ for e in doc.ents] == [kb_id for kb_id, _ in expected]
+    assert [s for e in doc.ents for _, s in e._.gliner_candidates] == pytest.approx(
+        [s for _, c in expected for _, s in c], abs=1e-4)
+    # copy_kb = true copies the database into the pipeline: independent of the original file.
+    copied = make_nlp(model_dir, db, threshold=0.0, top_k=10)
+    copied.to_disk(tmp_path / "copied")
+    assert (tmp_path / "copied" / "gliner_linker" / "kb" / "kb.sqlite").exists()
+    db.rename(tmp_path / "moved.sqlite")
+    again = spacy.load(tmp_path / "copied")
+    assert [e.kb_id_ for e in again(doc_with_ents(again, TEXT, ENTS)).ents] == [kb_id for kb_id, _ in expected]
+    with pytest.raises(FileNotFoundError, match="gliner_linker.*kb.sqlite"):
+        spacy.load(tmp_path / "pipeline")
+
+
+def test_entities_without_description_or_aliases_are_linked_by_name(model_dir, tmp_path):
+    from spacy_gliner.kb.entities import entity_text
+
+    bare = [{"id": "Q1", "name": "Zanzibar"}, {"id": "Q2", "name": "Zanzibar City"}, {"id": "Q3", "name": "Tanzania"}]
+    nlp = make_nlp(model_dir, write_kb(tmp_path / "kb.jsonl", bare), threshold=0.0,
+                   candidates={"@misc": "spacy_gliner.ExactAliasCandidates.v1"})
+    linker = nlp.get_pipe("gliner_linker")
+    assert [entity_text(e) for e in linker.kb.iter_entities()] == ["Zanzibar", "Zanzibar City", "Tanzania"]
+    doc = nlp(doc_with_ents(nlp, "Zanzibar is part of Tanzania .", [("Zanzibar", "LOC"), ("Tanzania", "LOC")]))
+    assert [(e.kb_id_, [i for i, _ in e._.gliner_candidates]) for e in doc.ents] == [("Q1", ["Q1"]), ("Q3", ["Q3"])]
+    assert len(linker.store) == 3  # every bare entity has a vector (its name read by the label tower)
+
+
+def test_malformed_kb_line_is_reported_with_its_number_and_nothing_is_loaded(model_dir, tmp_path):
+    lines = [json.dumps(ENTITIES[0]), '{"id": "Q2", "name": "B",', json.dumps(ENTITIES[2])]
+    path = tmp_path / "kb.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match=r"gliner_linker.*line 2: malformed JSON"):
+        nlp.add_pipe("gliner_linker", config={"model": str(model_dir), "kb": str(path)})
+    assert "gliner_linker" not in nlp.pipe_names
+    from spacy_gliner.kb.sqlite import SQLiteKB
+
+    with pytest.raises(ValueError, match="line 2"):
+        SQLiteKB.from_jsonl(path, tmp_path / "kb.sqlite")
+    assert not (tmp_path / "kb.sqlite").exists()  # all or nothing
