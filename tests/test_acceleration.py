@@ -97,3 +97,25 @@ def test_ranking_reads_a_memory_mapped_cache_in_place(tmp_path):
     copied = loaded.stored_tensor(shuffled)  # not consecutive rows: one gathered copy, same values
     assert not np.shares_memory(copied.numpy(), loaded._base)
     assert torch.equal(copied, stored.flip(0))
+
+
+def test_component_settings_checked_at_add_pipe_and_applied(checkpoints, tmp_path):
+    import spacy
+
+    ckpt = str(checkpoints("bi_span"))
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match="'quantize' must be null or 'int8'"):
+        nlp.add_pipe("gliner_ner", config={"model": ckpt, "labels": ["person"], "quantize": "fp8"})
+    pipe = nlp.add_pipe("gliner_ner", config={"model": ckpt, "labels": ["person", "organisation"], "quantize": "int8"})
+    docs = list(nlp.pipe(crossner_sentences("politics", 4)))
+    assert _quantized_linears(pipe.extractor.inference_model.text_encoder)
+    assert _quantized_linears(pipe.extractor.inference_model.label_encoder)
+    assert all(d.spans["sc"].attrs["scores"] is not None for d in docs)
+    with pytest.raises(ValueError, match="'quantize' and 'compile' are for inference"):
+        pipe._make_trainer()
+    # saved in float32 (the reference layout); reloaded with the same setting, quantised again
+    nlp.to_disk(tmp_path / "pipeline")
+    reloaded = spacy.load(tmp_path / "pipeline")
+    assert reloaded.get_pipe("gliner_ner").cfg["quantize"] == "int8"
+    assert _quantized_linears(reloaded.get_pipe("gliner_ner").extractor.inference_model.text_encoder)
+    assert not _quantized_linears(reloaded.get_pipe("gliner_ner").extractor.model)

@@ -36,6 +36,9 @@ DEFAULT_NER_CONFIG: Dict[str, Any] = {
     "window_overlap": None,
     "label_cache_dtype": "float32",
     "label_top_k": None,
+    "quantize": None,
+    "precision": "float32",
+    "compile": False,
     "scorer": {"@scorers": "spacy_gliner.ner_scorer.v1"},
 }
 
@@ -63,6 +66,9 @@ def make_gliner_ner(
     window_overlap: Optional[int],
     label_cache_dtype: str,
     label_top_k: Optional[int],
+    quantize: Optional[str],
+    precision: str,
+    compile: bool,
     scorer: Optional[Callable],
 ) -> "GlinerNER":
     return GlinerNER(
@@ -82,6 +88,9 @@ def make_gliner_ner(
         window_overlap=window_overlap,
         label_cache_dtype=label_cache_dtype,
         label_top_k=label_top_k,
+        quantize=quantize,
+        precision=precision,
+        compile=compile,
         scorer=scorer,
     )
 
@@ -129,6 +138,9 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         window_overlap: Optional[int] = None,
         label_cache_dtype: str = "float32",
         label_top_k: Optional[int] = None,
+        quantize: Optional[str] = None,
+        precision: str = "float32",
+        compile: bool = False,
         scorer: Optional[Callable] = score_gliner_ner,
     ):
         if (model is None) == (new_model is None):
@@ -143,6 +155,9 @@ class GlinerNER(TrainableGliner, GlinerPipe):
             raise ValueError(f"gliner_ner: 'threshold' must be a number in [0, 1), got {threshold!r}.")
         if not isinstance(spans_key, str) or not spans_key:
             raise ValueError("gliner_ner: 'spans_key' must be a non-empty string.")
+        from ..modeling.acceleration import check_acceleration  # torch is imported by thinc already
+
+        check_acceleration(quantize, precision, compile, "gliner_ner")
         if label_cache_dtype not in ("float32", "float16"):
             raise ValueError(f"gliner_ner: 'label_cache_dtype' must be 'float32' or 'float16', got {label_cache_dtype!r}.")
         self.vocab = vocab
@@ -162,6 +177,9 @@ class GlinerNER(TrainableGliner, GlinerPipe):
             "window_overlap": optional_int(window_overlap, "gliner_ner 'window_overlap'", 0),
             "label_cache_dtype": label_cache_dtype,
             "label_top_k": optional_int(label_top_k, "gliner_ner 'label_top_k'", 1),
+            "quantize": quantize,
+            "precision": precision,
+            "compile": compile,
         }
         self.scorer = scorer
         self._extractor = None
@@ -229,6 +247,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
             label_top_k=self.cfg.get("label_top_k"),
         )
         extractor.check_labels(self.label_texts)
+        extractor.accelerate(self.cfg.get("quantize"), self.cfg.get("precision", "float32"), self.cfg.get("compile", False), self.name)
         if label_cache is not None and extractor.label_cache is not None:
             extractor.label_cache.from_disk(label_cache)
         self._extractor = extractor
@@ -277,6 +296,11 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         from ..training.batches import BatchBuilder
         from ..training.trainer import Trainer
 
+        if self.cfg.get("quantize") or self.cfg.get("compile"):
+            raise ValueError(
+                f"{self.name}: 'quantize' and 'compile' are for inference; train with them off and set them "
+                "in the config of the trained pipeline."
+            )
         trainer = Trainer(self.extractor.model, self._training_settings())
         corpus_labels = {c: [self._text_of(l) for l in labels] for c, labels in self.corpus_labels.items()}
         builder = BatchBuilder(self.extractor.config, self.extractor.inputs, self._sampling_config(), corpus_labels, seed=self.training["seed"])
