@@ -500,3 +500,27 @@ def test_token_target_indices_match_reference():
         for w, cc, ch in S.token_target_indices(sp, sorted(c, key=c.get), len(batch["tokens"][b])):
             ours[b, w, cc, ch] = 1
     assert torch.equal(ours, ref)
+
+
+def test_learning_rate_schedules_after_warmup():
+    import math
+
+    import torch
+
+    from spacy_gliner.training.settings import TrainingSettings, check_training_settings
+    from spacy_gliner.training.trainer import Trainer
+
+    def factors(schedule):
+        trainer = Trainer.__new__(Trainer)  # only the schedule is under test, no model needed
+        trainer.settings = TrainingSettings(warmup_steps=10, total_steps=110, schedule=schedule)
+        return [trainer._lr_factor(step) for step in (0, 9, 10, 60, 110, 500)]
+
+    assert factors("linear") == pytest.approx([0.1, 1.0, 1.0, 0.5, 0.0, 0.0])
+    cosine = factors("cosine")
+    assert cosine == pytest.approx([0.1, 1.0, 1.0, 0.5, 0.0, 0.0], abs=1e-9)
+    trainer = Trainer.__new__(Trainer)
+    trainer.settings = TrainingSettings(warmup_steps=10, total_steps=110, schedule="cosine")
+    assert trainer._lr_factor(35) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.25)))  # above linear's 0.75
+    assert factors("constant") == pytest.approx([0.1, 1.0, 1.0, 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="'training.schedule' must be one of linear, cosine, constant"):
+        check_training_settings("gliner_ner", {"schedule": "exponential"}, {"schedule": "linear"})

@@ -23,6 +23,7 @@ DEFAULT_TRAINING: Dict[str, Any] = {
     "weight_decay": 0.01,
     "warmup_steps": 0,
     "total_steps": None,
+    "schedule": "linear",
     "grad_clip": 10.0,
     "focal_alpha": 0.75,
     "focal_gamma": 0.0,

@@ -5,13 +5,17 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 
+SCHEDULES = ("linear", "cosine", "constant")
+
+
 @dataclass
 class TrainingSettings:
     encoder_lr: float = 1e-5
     head_lr: float = 5e-5
     weight_decay: float = 0.01
     warmup_steps: int = 0
-    total_steps: Optional[int] = None  # linear decay to 0 over this many steps; None = constant
+    total_steps: Optional[int] = None  # decay to 0 over this many steps; None = constant after warm-up
+    schedule: str = "linear"  # after warm-up: "linear" or "cosine" decay to 0 at total_steps, or "constant"
     grad_clip: float = 10.0
     focal_alpha: float = 0.75
     focal_gamma: float = 0.0
@@ -29,6 +33,8 @@ def check_training_settings(owner: str, given: Dict[str, Any], defaults: Dict[st
     for key in ("encoder_lr", "head_lr"):
         if key in merged and (not isinstance(merged[key], (int, float)) or merged[key] < 0):
             raise ValueError(f"{owner} 'training.{key}' must be a non-negative number, got {merged[key]!r}.")
+    if "schedule" in merged and merged["schedule"] not in SCHEDULES:
+        raise ValueError(f"{owner} 'training.schedule' must be one of {', '.join(SCHEDULES)}, got {merged['schedule']!r}.")
     return merged
 
 

@@ -59,9 +59,12 @@ class Trainer:
         warmup, total = self.settings.warmup_steps, self.settings.total_steps
         if warmup and step < warmup:
             return (step + 1) / warmup
-        if total:
-            return max(0.0, (total - step) / max(1, total - warmup))
-        return 1.0
+        if not total or self.settings.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if self.settings.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - progress
 
     def loss(self, batch: TrainingBatch, label_vectors: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The GLiNER loss of one batch (no gradient step)."""
