@@ -505,8 +505,6 @@ def test_token_target_indices_match_reference():
 def test_learning_rate_schedules_after_warmup():
     import math
 
-    import torch
-
     from spacy_gliner.training.settings import TrainingSettings, check_training_settings
     from spacy_gliner.training.trainer import Trainer
 
