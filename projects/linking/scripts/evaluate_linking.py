@@ -1,28 +1,33 @@
-"""Zero-shot linking with ``gliner_linker`` against a spaCy-style prior baseline, on gold mentions.
+"""gliner_linker against the spaCy ``entity_linker`` approach (exact alias + prior), on gold mentions.
 
-Three steps (each a ``project.yml`` command):
+Steps (each a ``project.yml`` command):
 
     python evaluate_linking.py init-model --output training/gliner_bi_minilm
     python evaluate_linking.py embed --model training/gliner_bi_minilm --kb assets/kb.jsonl --output training/linker
-    python evaluate_linking.py evaluate --pipeline training/linker --kb assets/kb.jsonl \
-        --benchmarks kore50 msnbc reuters-128 rss-500 aida-conll-test --output metrics/linking.json \
-        --markdown metrics/linking.md [--max-docs 10]
+    python evaluate_linking.py embed --pipeline training/linker_trained/model-last --kb assets/kb.jsonl \
+        --output training/linker_trained_kb       # a trained linker pointed at the evaluation KB
+    python evaluate_linking.py evaluate --pipeline training/linker --system "gliner_linker untrained" \
+        --kb assets/kb.jsonl --benchmarks kore50 msnbc reuters-128 rss-500 aida-conll-test \
+        --output metrics/linking.json [--markdown metrics/linking.md] [--max-docs 10]
+    python evaluate_linking.py report --inputs metrics/linking.json metrics/linking_trained.json \
+        --markdown metrics/linking_report.md
 
 ``init-model`` builds a bi-encoder GLiNER on the pretrained all-MiniLM-L6-v2 (text and label
-towers) with ``new_checkpoint``: the span head and projections are random. No trained GLiNER
-linker checkpoint can be reached from these machines, so the numbers measure an untrained
-linker head; they are a pipeline check, not a quality claim.
+towers) with ``new_checkpoint``: span head and projections random (no trained GLiNER linker can
+be reached from these machines); ``spacy train`` (project.yml) trains it on AIDA train.
 
 ``evaluate`` per benchmark, over the gold mentions that carry a Wikidata id (NIL / date /
 quantity and ``optional`` mentions dropped, overlaps resolved by spaCy's ``filter_spans``):
 
-* candidate recall@k: the gold id among the linker's candidates (merged exact + fuzzy + dense,
-  all kept: the pipeline is saved with ``top_k`` = the generator's k), and among the baseline's
-  exact-alias candidates; the denominator is the mentions whose gold id is in the KB;
+* candidate recall@1 and recall@k: the gold id among the linker's ranked candidates (merged
+  exact + fuzzy + dense, all kept: ``top_k`` = k), and among the exact-alias candidates ranked by
+  prior for the baseline; the denominator is the mentions whose gold id is in the KB;
 * linking micro-P/R/F1 (spaCy ``Scorer.score_links``: NIL is negative; gold ids missing from
   the KB count as misses) for the linker (``--threshold``, default 0: always link the best
-  candidate, as the baseline does) and for the baseline: exact alias match, then the candidate
-  with the highest prior (spaCy's ``EntityLinker`` with ``incl_context = false``);
+  candidate, as the baseline does) and for the spaCy ``entity_linker`` approach on the same KB:
+  exact alias match, then the candidate with the highest prior (spaCy's ``EntityLinker`` with
+  ``incl_context = false``, i.e. its candidate generator and prior, without a trained context
+  model);
 * docs/s of the linking step only (gold mentions given), after one warm-up document;
 * peak resident memory (``ru_maxrss``) of the process after the baseline (KB loaded, no model)
   and after the linker (model, KB, embeddings): process-wide peaks, not per benchmark.
@@ -66,24 +71,38 @@ def init_model(args) -> None:
     from spacy_gliner.modeling.fresh import new_checkpoint
 
     encoder = args.encoder or minilm_dir()
-    checkpoint = new_checkpoint(encoder, label_encoder=encoder, seed=args.seed)
+    checkpoint = new_checkpoint(encoder, label_encoder=encoder, seed=args.seed, dropout=args.dropout)
     save_checkpoint(checkpoint, args.output)
-    print(f"bi-encoder GLiNER on {encoder} (random span head and projections, seed {args.seed}) -> {args.output}")
+    print(f"bi-encoder GLiNER on {encoder} (random span head and projections, seed {args.seed}, dropout "
+          f"{args.dropout}) -> {args.output}")
 
 
 def embed(args) -> None:
+    """A linker pipeline on ``--kb``: built on the checkpoint ``--model``, or taken from a trained
+    pipeline ``--pipeline`` (its weights, learned score mixing and settings) and pointed at this KB.
+    Either way every KB entity is embedded by the pipeline's own label tower, beside the KB."""
     import spacy
 
     import spacy_gliner.components.linker  # noqa: F401
 
-    nlp = spacy.blank("en")
-    nlp.add_pipe("gliner_linker", config={"model": str(args.model), "kb": str(args.kb), "top_k": args.top_k,
-                                          "threshold": args.threshold})
+    if (args.model is None) == (args.pipeline is None):
+        raise SystemExit("give exactly one of --model (a checkpoint) and --pipeline (a trained linker pipeline)")
+    if args.model is not None:
+        nlp = spacy.blank("en")
+        nlp.add_pipe("gliner_linker", config={"model": str(args.model), "kb": str(args.kb), "top_k": args.top_k,
+                                              "threshold": args.threshold})
+    else:
+        nlp = spacy.load(args.pipeline)
+        linker = nlp.get_pipe("gliner_linker")
+        linker.use_kb(args.kb, copy_kb=True)
+        linker.cfg.update({"top_k": args.top_k, "threshold": args.threshold})
+    linker = nlp.get_pipe("gliner_linker")
     start = time.perf_counter()
-    nlp.get_pipe("gliner_linker").initialize()  # embeds the KB with a progress bar, beside the KB
+    linker.prepare_embeddings(progress=True)  # embeds the KB with a progress bar, beside the KB
     seconds = time.perf_counter() - start
     nlp.to_disk(args.output)
-    print(f"embedded {len(nlp.get_pipe('gliner_linker').kb)} entities in {seconds:.1f} s; pipeline -> {args.output}")
+    print(f"embedded {len(linker.kb)} entities in {seconds:.1f} s ({len(linker.kb) / max(seconds, 1e-9):.0f} entities/s); "
+          f"pipeline -> {args.output}")
 
 
 def to_docs(nlp, documents) -> Tuple[list, list]:
@@ -188,6 +207,9 @@ def evaluate(args) -> None:
         linker.candidates_builder = make_merged_candidates(
             {"exact": make_exact_alias_candidates(k=10), "fuzzy": make_fuzzy_candidates(k=20, min_score=0.3)}, k=args.k)
         linker._generator = None
+    if args.bi_encoder_only:  # ablation: the trained bi-encoder score alone, without the prior / string terms
+        linker.cfg["features"] = []
+        linker._features = None
     if linker.kb.content_hash != kb.content_hash:
         raise SystemExit(f"{args.pipeline} was saved with a different KB than {args.kb}; re-run the embed step")
     warm, _ = to_docs(blank, benchmarks[next(iter(benchmarks))][:1])
@@ -204,17 +226,28 @@ def evaluate(args) -> None:
     report = {
         "kb": str(args.kb), "kb_entities": len(kb), "pipeline": str(args.pipeline), "threshold": args.threshold,
         "k": args.k, "candidates": "exact+fuzzy" if args.no_dense else "exact+fuzzy+dense (pipeline default)", "max_docs": args.max_docs, "seed": args.seed, "torch_threads": _threads(),
-        "model": "bi-encoder GLiNER on all-MiniLM-L6-v2 (both towers pretrained), span head and projections "
-                 "random (new_checkpoint): no trained GLiNER linker exists here",
+        "system": args.system,
+        "linker_cfg": {k: linker.cfg.get(k) for k in ("features", "feature_weights", "bias", "temperature")},
         "peak_rss_mb": {"baseline": round(baseline_peak, 1), "gliner_linker": round(peak_rss_mb(), 1)},
         "benchmarks": results,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    table = markdown(report)
+    table = markdown([report])
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(table, encoding="utf-8")
+    print(table)
+
+
+BASELINE = "spaCy entity_linker approach (exact alias + prior)"
+
+
+def report_command(args) -> None:
+    reports = [json.loads(Path(path).read_text(encoding="utf-8")) for path in args.inputs]
+    table = markdown(reports)
+    args.markdown.parent.mkdir(parents=True, exist_ok=True)
+    args.markdown.write_text(table, encoding="utf-8")
     print(table)
 
 
@@ -224,27 +257,31 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def markdown(report: Dict) -> str:
-    k = report["k"]
+def markdown(reports: List[Dict]) -> str:
+    """One table: per benchmark, the baseline (from the first report: it does not depend on the
+    pipeline) and each report's gliner_linker, with recall@1/@k, micro-F1 (P/R), docs/s, peak RSS."""
+    first = reports[0]
+    k = first["k"]
     lines = [
-        f"| benchmark | docs | gold mentions | gold in KB | recall@{k} linker | recall@{k} exact | "
-        "F1 gliner_linker (P/R) | F1 prior baseline (P/R) | docs/s linker | docs/s baseline |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| benchmark | system | gold mentions (in KB) | recall@1 | recall@{k} | micro-F1 (P/R) | docs/s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in report["benchmarks"].items():
-        g, b = r["gliner_linker"], r["baseline"]
-        lines.append(
-            f"| {NAMES.get(name, name)} | {r['docs']} | {r['gold_mentions']} | {r['gold_in_kb']} | "
-            f"{g[f'recall@{k}']:.3f} | {b[f'recall@{k}']:.3f} | "
-            f"{g['nel_micro_f']:.3f} ({g['nel_micro_p']:.3f}/{g['nel_micro_r']:.3f}) | "
-            f"{b['nel_micro_f']:.3f} ({b['nel_micro_p']:.3f}/{b['nel_micro_r']:.3f}) | "
-            f"{g['docs_per_s']:.1f} | {b['docs_per_s']:.0f} |"
-        )
-    peak = report["peak_rss_mb"]
+    for name, r in first["benchmarks"].items():
+        rows = [(BASELINE, r["baseline"], first["peak_rss_mb"]["baseline"])]
+        rows += [(rep.get("system", "gliner_linker"), rep["benchmarks"][name]["gliner_linker"], rep["peak_rss_mb"]["gliner_linker"])
+                 for rep in reports if name in rep["benchmarks"]]
+        for system, g, rss in rows:
+            lines.append(
+                f"| {NAMES.get(name, name)} | {system} | {r['gold_mentions']} ({r['gold_in_kb']}) | {g['recall@1']:.3f} | "
+                f"{g[f'recall@{k}']:.3f} | {g['nel_micro_f']:.3f} ({g['nel_micro_p']:.3f}/{g['nel_micro_r']:.3f}) | "
+                f"{g['docs_per_s']:.1f} | {rss:.0f} |"
+            )
     lines.append("")
-    lines.append(f"KB: {report['kb_entities']:,} entities. Peak RSS: baseline {peak['baseline']:.0f} MB, "
-                 f"with gliner_linker {peak['gliner_linker']:.0f} MB. Linker threshold {report['threshold']}, "
-                 f"candidates {report['candidates']}.")
+    lines.append(f"KB: {first['kb_entities']:,} entities; {first['max_docs'] or 'all'} documents per benchmark "
+                 f"(seed {first['seed']}); linker threshold {first['threshold']}; candidates {first['candidates']}. "
+                 "Peak RSS is the evaluating process's peak after that system ran (baseline: KB only).")
+    for rep in reports:
+        lines.append(f"- {rep.get('system', 'gliner_linker')}: `{rep['pipeline']}`, score mixing {json.dumps(rep.get('linker_cfg', {}))}")
     return "\n".join(lines) + "\n"
 
 
@@ -255,8 +292,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--output", type=Path, required=True)
     p.add_argument("--encoder", default=None, help="encoder directory (default: the installed all-MiniLM-L6-v2)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dropout", type=float, default=0.1, help="head dropout (GLiNER's default 0.4 slows short training runs)")
     p = sub.add_parser("embed", help="embed the KB and save a pipeline with the gliner_linker")
-    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--model", type=Path, default=None, help="a bi-encoder GLiNER checkpoint")
+    p.add_argument("--pipeline", type=Path, default=None, help="or a trained linker pipeline (spacy train output)")
     p.add_argument("--kb", type=Path, required=True)
     p.add_argument("--output", type=Path, required=True)
     p.add_argument("--top-k", type=int, default=30)
@@ -272,10 +311,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--threshold", type=float, default=0.0)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--no-dense", action="store_true", help="candidates from exact + fuzzy only")
+    p.add_argument("--system", default="gliner_linker", help="name of the linker in the report")
+    p.add_argument("--bi-encoder-only", action="store_true", help="ablation: score without the learned prior / string terms")
     p.add_argument("--output", type=Path, required=True)
     p.add_argument("--markdown", type=Path, default=None)
+    p = sub.add_parser("report", help="one table from several evaluate outputs")
+    p.add_argument("--inputs", type=Path, nargs="+", required=True)
+    p.add_argument("--markdown", type=Path, required=True)
     args = parser.parse_args(argv)
-    {"init-model": init_model, "embed": embed, "evaluate": evaluate}[args.step](args)
+    {"init-model": init_model, "embed": embed, "evaluate": evaluate, "report": report_command}[args.step](args)
     return 0
 
 
