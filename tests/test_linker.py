@@ -285,3 +285,7 @@ def test_malformed_kb_line_is_reported_with_its_number_and_nothing_is_loaded(mod
     with pytest.raises(ValueError, match="line 2"):
         SQLiteKB.from_jsonl(path, tmp_path / "kb.sqlite")
     assert not (tmp_path / "kb.sqlite").exists()  # all or nothing
+    damaged = tmp_path / "damaged.sqlite"
+    damaged.write_bytes(b"not a database, e.g. a partial copy " * 20)
+    with pytest.raises(ValueError, match=r"gliner_linker.*damaged.sqlite.*not a readable SQLite.*from_jsonl"):
+        nlp.add_pipe("gliner_linker", config={"model": str(model_dir), "kb": str(damaged)})

@@ -179,9 +179,15 @@ def open_kb(source: Union[str, Path]):
 
         return InMemoryKB.from_jsonl(path)
     if path.suffix.lower() in (".sqlite", ".sqlite3", ".db"):
+        import sqlite3
+
         from ..kb.sqlite import SQLiteKB
 
-        return SQLiteKB(path)
+        try:
+            return SQLiteKB(path)
+        except sqlite3.DatabaseError as err:
+            raise ValueError(f"{str(path)!r} is not a readable SQLite knowledge base ({err}); rebuild it with "
+                             "SQLiteKB.from_jsonl(<entities.jsonl>, <path>)") from None
     raise ValueError(
         f"knowledge base {str(path)!r}: expected a KB directory (with kb.json), a .jsonl file or an .sqlite file"
     )
