@@ -194,8 +194,8 @@ def link_accuracy(nlp, gold_docs):
 def test_training_on_real_aida_sentences_lowers_the_loss_and_links_better(model_dir, aida_sample):
     """The bi-encoder alone (no prior / string features): what it learns is its own. Encoders are
     frozen here (``encoder_lr = 0``) to keep the test fast; the test above trains them too.
-    Measured when written: loss 3.8 -> 1.9, accuracy 0.03 -> 0.35 over the 72 linked mentions
-    (each with up to 30 exact / fuzzy candidates)."""
+    Measured when written (20 steps of 8 sentences): loss 3.8 -> 1.9, accuracy 0.03 -> 0.35 over the
+    72 linked mentions (each with up to 30 exact / fuzzy candidates)."""
     kb, gold = aida_sample
     torch.manual_seed(0)
     nlp = spacy.blank("en")
