@@ -174,3 +174,30 @@ def test_losses_match_the_reference(reference_relex, conll04_docs):
     assert set(parts) == {"entity", "relation", "adjacency"}
     print(f"\nours {float(ours):.6f} reference {float(out.loss):.6f} parts {parts}")
     assert abs(float(ours) - float(out.loss)) <= 1e-5 * abs(float(out.loss))
+
+
+@pytest.mark.parametrize("fmt, source", [
+    ("conll04", "conll04/conll04_dev.json"), ("crossre", "crossre/news-dev.json"), ("scierc", "scierc/dev.json"),
+])
+def test_convert_command_writes_gold_relations_for_training(fmt, source, tmp_path):
+    """`python -m spacy_gliner.training.convert <format> <input> <output.spacy>`: the DocBin carries the
+    gold entities and, in doc._.gliner_relations, the gold relations training reads."""
+    from spacy.tokens import DocBin
+
+    from spacy_gliner.training.convert import main
+    from spacy_gliner.training.corpora import read_corpus
+
+    out = tmp_path / f"{fmt}.spacy"
+    assert main([fmt, str(DATA / source), str(out), "--limit", "20", "--quiet"]) == 0
+    nlp = spacy.blank("en")
+    docs = list(DocBin().from_disk(out).get_docs(nlp.vocab))
+    expected, _ = read_corpus(fmt, DATA / source, warn=False, limit=20)
+    assert len(docs) == len(expected) == 20
+    from spacy_gliner.relations import get_relation_tuples
+
+    assert [get_relation_tuples(d) for d in docs] == [get_relation_tuples(e) for e in expected]
+    assert sum(len(get_relation_tuples(d)) for d in docs) > 0
+    for doc in docs:
+        ents = {(e.start, e.end) for e in doc.spans["sc"]}
+        for hs, he, ts, te, label, score in doc._.gliner_relations or []:
+            assert (hs, he) in ents and (ts, te) in ents and label and score == 1.0
