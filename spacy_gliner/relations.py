@@ -164,17 +164,27 @@ def entity_label_for(doc: Doc, start: int, end: int, spans_key: str = "sc") -> s
     return ""
 
 
-def _span(doc: Doc, start: int, end: int) -> Span:
-    label = entity_label_for(doc, start, end)
-    return Span(doc, start, end, label=label) if label else doc[start:end]
+def _entity_labels(doc: Doc, spans_key: str = "sc") -> Dict[Tuple[int, int], str]:
+    """(start, end) -> label, with :func:`entity_label_for`'s precedence, built once per call so
+    that reading many relations of a doc with many entities stays linear."""
+    labels: Dict[Tuple[int, int], str] = {}
+    if spans_key in doc.spans:
+        for span in reversed(list(doc.spans[spans_key])):
+            labels[(span.start, span.end)] = span.label_
+    for ent in reversed(list(doc.ents)):
+        labels[(ent.start, ent.end)] = ent.label_
+    return labels
 
 
 def get_relations(doc: Doc) -> List[Relation]:
     """Getter of ``doc._.relations``: Relation objects in document order."""
-    return [
-        Relation(_span(doc, hs, he), _span(doc, ts, te), label, score)
-        for hs, he, ts, te, label, score in get_relation_tuples(doc)
-    ]
+    labels = _entity_labels(doc)
+
+    def span(start: int, end: int) -> Span:
+        label = labels.get((start, end), "")
+        return Span(doc, start, end, label=label) if label else doc[start:end]
+
+    return [Relation(span(hs, he), span(ts, te), label, score) for hs, he, ts, te, label, score in get_relation_tuples(doc)]
 
 
 def get_rel_dict(doc: Doc) -> Dict[Tuple[int, int], Dict[str, float]]:

@@ -33,11 +33,14 @@ from .decoding import DecodedSpan, greedy_select, span_candidates
 from .extraction import EntityExtractor
 from .modeling.checkpoint import GlinerCheckpoint
 from .modeling.encoders import gather_prompt_vectors
-from .modeling.relation_heads import CandidatePairs, gather_entities, select_entities
+from .modeling.relation_heads import CandidatePairs, gather_entities, pairs_from_lists, select_entities
 from .relation_decoding import decode_relation_candidates
 from .windows import Window
 
 DEFAULT_MAX_PAIRS = 10_000
+# Relation arguments per window. The adjacency layer scores every pair of them (the "mlp" layer
+# builds an E x E x 2D tensor), so this bounds its memory: 500 -> 250k pairs.
+DEFAULT_MAX_ENTITIES = 500
 
 
 @dataclass
@@ -47,6 +50,7 @@ class RelexSettings:
     adjacency_threshold: Optional[float] = None  # None: ``threshold``, as in the reference
     nested: bool = False
     max_pairs: int = DEFAULT_MAX_PAIRS
+    max_entities: int = DEFAULT_MAX_ENTITIES
 
 
 class DecodedRelex(NamedTuple):
@@ -157,6 +161,9 @@ class RelationExtractor(EntityExtractor):
             held = set()
             for window in windows:
                 inside = [(s, e) for s, e in entities if window.start <= s and e <= window.end and e - s <= width]
+                if len(inside) > settings.max_entities:
+                    _warn_entity_cap(len(inside), settings.max_entities, "the first ones (document order) were kept")
+                    inside = inside[: settings.max_entities]
                 held.update(inside)
                 if len(inside) >= 2:
                     jobs.append((window, prompt, inside))
@@ -202,8 +209,7 @@ class RelationExtractor(EntityExtractor):
             self.config.embed_rel_token, count=num_relations,
         )
         adjacency = head_module.score_adjacency(entities.rep, entities.mask)
-        pairs = head_module.make_pairs(entities.rep, entities.mask, adjacency, adjacency_threshold)
-        pairs = cap_pairs(pairs, adjacency, settings.max_pairs)
+        pairs = capped_pairs(entities.rep, entities.mask, adjacency, adjacency_threshold, settings.max_pairs)
         rel_logits, _ = head_module.score_relations(pairs.head, pairs.tail, rel_prompts)
         decoded = decode_relation_candidates(rel_logits, pairs.index, pairs.mask, relation_threshold, num_relations)
         spans = entities.spans.tolist()
@@ -240,6 +246,8 @@ class RelationExtractor(EntityExtractor):
                 span_idx = span_index(B, W, K, device)
                 span_mask = span_idx[..., 1] < batch.num_words.to(device).view(B, 1)
                 entities = select_entities(span_rep, logits, span_mask, span_idx, threshold)
+                if entities.mask.size(1) > settings.max_entities:
+                    entities = _top_entities(span_rep, logits, span_mask, span_idx, threshold, settings.max_entities)
                 per_window = self._window_relations(entities, reps, batch, num_relations, settings, batch_windows)
                 for window, relations in zip(batch_windows, per_window):
                     yield window.doc_index, [], window, relations
@@ -291,29 +299,62 @@ def merge_window_relations(
     return [DecodedRelex(h, t, c, chosen[(h, t, c)][0]) for h, t, c in order]
 
 
-def cap_pairs(pairs: CandidatePairs, adjacency: Optional[torch.Tensor], max_pairs: int) -> CandidatePairs:
-    """At most ``max_pairs`` pairs per window: the highest adjacency scores (the first ones without
-    an adjacency layer), kept in the reference's row-major order. Warns when it drops pairs."""
-    counts = pairs.mask.sum(dim=1)
-    if max_pairs is None or int(counts.max()) <= max_pairs:
-        return pairs
-    B, N = pairs.mask.shape
-    rows = torch.arange(B, device=pairs.mask.device).unsqueeze(1)
-    if adjacency is not None:
-        value = adjacency[rows, pairs.index[..., 0].clamp_min(0), pairs.index[..., 1].clamp_min(0)].float()
-    else:
-        value = -torch.arange(N, device=pairs.mask.device, dtype=torch.float).unsqueeze(0).expand(B, N)
-    value = value.masked_fill(~pairs.mask, float("-inf"))
-    kept = value.topk(max_pairs, dim=1).indices.sort(dim=1).values  # (B, max_pairs), original order
-    mask = pairs.mask.gather(1, kept)
-    index = pairs.index.gather(1, kept.unsqueeze(-1).expand(-1, -1, 2))
-    dim = pairs.head.size(-1)
-    head = pairs.head.gather(1, kept.unsqueeze(-1).expand(-1, -1, dim))
-    tail = pairs.tail.gather(1, kept.unsqueeze(-1).expand(-1, -1, dim))
+def _warn_entity_cap(count: int, cap: int, kept: str) -> None:
     warnings.warn(
-        f"gliner_relex: a window had {int(counts.max())} candidate entity pairs; only the {max_pairs} with "
-        "the highest adjacency scores were classified (config 'max_pairs'). Raise 'max_pairs', the "
-        "entity 'threshold' or the 'adjacency_threshold' to avoid dropping pairs.",
-        stacklevel=3,
+        f"gliner_relex: a window had {count} relation arguments (entities); only {cap} take part in relations, "
+        f"{kept} (config 'max_entities'). Raise 'max_entities' or the entity 'threshold'.",
+        stacklevel=4,
     )
-    return CandidatePairs(index=index, mask=mask, head=head, tail=tail)
+
+
+def _top_entities(span_rep, logits, span_mask, span_idx, threshold: float, cap: int):
+    """The reference's selection (best label probability > threshold) limited to the ``cap`` most
+    probable spans per window, still packed in flat span order."""
+    B = span_rep.size(0)
+    best = torch.sigmoid(logits).max(dim=-1).values.reshape(B, -1)
+    keep = (best > threshold) & span_mask.reshape(B, -1).bool()
+    _warn_entity_cap(int(keep.sum(dim=1).max()), cap, "the most probable ones were kept")
+    top = best.masked_fill(~keep, float("-inf")).topk(cap, dim=1).indices
+    capped = torch.zeros_like(keep).scatter_(1, top, True) & keep
+    return gather_entities(span_rep, capped, span_idx.reshape(B, -1, 2) * span_mask.reshape(B, -1, 1).long())
+
+
+def capped_pairs(
+    entity_rep: torch.Tensor,
+    entity_mask: torch.Tensor,
+    adjacency: Optional[torch.Tensor],
+    adjacency_threshold: float,
+    max_pairs: Optional[int],
+) -> CandidatePairs:
+    """The reference's candidate pairs (``adjacency > adjacency_threshold``, or every directed pair
+    without an adjacency layer; row-major), at most ``max_pairs`` per window: the highest adjacency
+    scores (the first pairs without an adjacency layer), kept in row-major order. The cap is applied
+    to pair *indices*, before any pair representation is built, so memory follows ``max_pairs``, not
+    the square of the entity count. Warns when it drops pairs."""
+    B, E = entity_mask.shape
+    device = entity_mask.device
+    off_diagonal = ~torch.eye(E, dtype=torch.bool, device=device)
+    if adjacency is None:
+        real = entity_mask.bool()
+        candidates = real.unsqueeze(2) & real.unsqueeze(1) & off_diagonal
+    else:
+        candidates = (adjacency > adjacency_threshold) & off_diagonal
+    lists, most = [], 0
+    for b in range(B):
+        index = torch.nonzero(candidates[b])  # row-major
+        most = max(most, index.size(0))
+        if max_pairs is not None and index.size(0) > max_pairs:
+            if adjacency is not None:
+                keep = adjacency[b, index[:, 0], index[:, 1]].float().topk(max_pairs).indices.sort().values
+                index = index[keep]
+            else:
+                index = index[:max_pairs]
+        lists.append(index)
+    if max_pairs is not None and most > max_pairs:
+        warnings.warn(
+            f"gliner_relex: a window had {most} candidate entity pairs; only the {max_pairs} with "
+            "the highest adjacency scores were classified (config 'max_pairs'). Raise 'max_pairs', the "
+            "entity 'threshold' or the 'adjacency_threshold' to avoid dropping pairs.",
+            stacklevel=3,
+        )
+    return pairs_from_lists(lists, entity_rep, B)

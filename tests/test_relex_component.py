@@ -278,3 +278,64 @@ def test_use_doc_ents_keeps_entities_and_relates_them(relex_models, conll04):
         doc = nlp.get_pipe("gliner_relex")(Doc(nlp.vocab, words=words, ents=ents or None))
         assert doc._.relations == [] and doc._.rel == {}
         assert len(doc.ents) == len([e for e in ents if e != "O"])
+
+
+def _given_ents_pipeline(path, relations, **config):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("gliner_relex", config={"model": str(path), "relations": relations, "use_doc_ents": True,
+                                         "threshold": 0.0, "adjacency_threshold": 0.0, "relation_threshold": 0.0,
+                                         **config})
+    return nlp
+
+
+def test_thousands_of_entities_are_capped_per_window(relex_models, conll04):
+    """1,200 entities in a 2,400-word document: pairs are capped per window (config 'max_pairs') before
+    any pair representation is built, with a warning that names the setting; entities stay as given."""
+    texts, relations = conll04
+    words = [w for text in texts for w in _words(text)[0]]
+    words = (words * (2400 // len(words) + 1))[:2400]
+    nlp = _given_ents_pipeline(relex_models["dot"][1], relations, max_pairs=300)  # dot: cheap E x E adjacency
+    doc = Doc(nlp.vocab, words=words, ents=["B-thing" if i % 2 == 0 else "O" for i in range(len(words))])
+    assert len(doc.ents) == 1200
+    relex = nlp.get_pipe("gliner_relex")
+    with pytest.warns(UserWarning, match=r"candidate entity pairs; only the 300 .*'max_pairs'"):
+        doc = relex(doc)
+    assert len(doc.ents) == 1200 and all(e.label_ == "thing" for e in doc.ents)
+    extractor = relex.extractor
+    prompt = extractor.inputs.relex_prompt_ids(["thing"], relex.relation_texts)
+    windows = extractor.windows_for([extractor.inputs.word_pieces(words)], len(prompt))
+    assert len(windows) >= 3
+    assert 0 < len(doc._.relations) <= len(windows) * 300 * len(relations)
+    with pytest.raises(ValueError, match="max_pairs"):
+        _given_ents_pipeline(relex_models["mlp"][1], relations, max_pairs=0)
+
+
+def test_relation_in_one_window_is_found_however_long_the_document(relex_models, conll04):
+    """A 3,000-word document with entities at its start and at its end: the pair at the end (one
+    window) is related, the pair spanning the document (no common window) never is."""
+    texts, relations = conll04
+    filler = [w for text in texts for w in _words(text)[0]]
+    words = (filler * (3000 // len(filler) + 1))[:3000] + ["Smith", "works", "for", "Acme", "."]
+    ents = ["O"] * len(words)
+    ents[0], ents[-5], ents[-2] = "B-first", "B-person", "B-company"
+    nlp = _given_ents_pipeline(relex_models["mlp"][1], relations)
+    doc = nlp(Doc(nlp.vocab, words=words, ents=ents))
+    pairs = {(r.head.text, r.tail.text) for r in doc._.relations}
+    assert pairs == {("Smith", "Acme"), ("Acme", "Smith")}
+    assert len(doc._.relations) == 2 * len(relations)  # thresholds 0: every label of every pair in a window
+    assert {(r.head.start, r.tail.start) for r in doc._.relations} == {(3000, 3003), (3003, 3000)}
+
+
+def test_relation_arguments_are_capped_per_window(conll04, pipelines):
+    """Threshold 0 makes every span of a sentence an entity: the adjacency layer would score all their
+    pairs (E x E); 'max_entities' keeps the most probable ones, with a warning naming it."""
+    texts, _ = conll04
+    nlp, component, _, _ = pipelines["mlp"]
+    _configure(component, threshold=0.0, adjacency_threshold=0.0, relation_threshold=0.0, max_entities=20)
+    try:
+        with pytest.warns(UserWarning, match="'max_entities'"):
+            doc = nlp(texts[0])
+    finally:
+        _configure(component, max_entities=500)
+    args = {(r.head.start, r.head.end) for r in doc._.relations} | {(r.tail.start, r.tail.end) for r in doc._.relations}
+    assert 2 <= len(args) <= 20

@@ -50,6 +50,7 @@ __all__ = [
     "gather_entities",
     "candidate_pairs_from_adjacency",
     "all_candidate_pairs",
+    "pairs_from_lists",
 ]
 
 # ``relations_layer`` values understood by the reference (it lower-cases the
@@ -713,7 +714,7 @@ def select_entities(
     return gather_entities(span_rep, keep, span_idx)
 
 
-def _pairs_from_lists(
+def pairs_from_lists(
     pair_lists: Iterable[torch.Tensor], entity_rep: torch.Tensor, batch_size: int
 ) -> CandidatePairs:
     pair_lists = list(pair_lists)
@@ -747,7 +748,7 @@ def candidate_pairs_from_adjacency(
     B, E, _ = adjacency.shape
     off_diagonal = ~torch.eye(E, dtype=torch.bool, device=adjacency.device)
     pair_lists = [torch.nonzero((adjacency[b] > adjacency_threshold) & off_diagonal) for b in range(B)]
-    return _pairs_from_lists(pair_lists, entity_rep, B)
+    return pairs_from_lists(pair_lists, entity_rep, B)
 
 
 def all_candidate_pairs(entity_rep: torch.Tensor, entity_mask: torch.Tensor) -> CandidatePairs:
@@ -761,7 +762,7 @@ def all_candidate_pairs(entity_rep: torch.Tensor, entity_mask: torch.Tensor) -> 
             continue
         off_diagonal = ~torch.eye(n, dtype=torch.bool, device=entity_rep.device)
         pair_lists.append(torch.nonzero(off_diagonal))
-    return _pairs_from_lists(pair_lists, entity_rep, B)
+    return pairs_from_lists(pair_lists, entity_rep, B)
 
 
 # ---------------------------------------------------------------------------
