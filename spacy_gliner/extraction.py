@@ -219,7 +219,7 @@ class EntityExtractor:
                 with self._precision():
                     reps = self.inference_model.represent(batch)
                     # bi-encoder span models: span vectors once per batch, then one product per label chunk
-                    spans = self.inference_model.span_head(reps.words).float() if bi_span else None
+                    spans = self.inference_model.span_head(reps.words, reps.word_mask).float() if bi_span else None
                 if retrieve:
                     chunks = [self._retrieved_candidates(spans, batch_windows, rows, group, settings, device)]
                 else:
@@ -236,7 +236,7 @@ class EntityExtractor:
                 logits = torch.einsum("bwkd,bcd->bwkc", spans, labels.unsqueeze(0).expand(spans.size(0), -1, -1))
             else:
                 with self._precision():
-                    logits = self.inference_model.score(reps, labels).float()
+                    logits = self.inference_model.score(reps, labels, only_valid_spans=True).float()
             label_ids = group[offset : offset + logits.size(-1 if self.config.is_span_model else -2)]
             if self.config.is_span_model:
                 yield span_candidates(

@@ -1,6 +1,8 @@
 """Scoring heads: span markers (span models) and the token scorer (token-level models)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,15 +28,17 @@ class SpanMarkerHead(nn.Module):
         else:
             self.out_project = nn.Linear(hidden_size * 2, hidden_size)
 
-    def forward(self, words: torch.Tensor) -> torch.Tensor:
+    def forward(self, words: torch.Tensor, word_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, W, D) word vectors -> (B, W, K, D) span vectors; span (i, k) covers words i..i+k.
-
-        Spans running past the last word read a zero end vector; the decoder never keeps them.
 
         The reference applies the output layer's first linear map to ``relu([start; end])`` for
         each of the W x K spans. That map splits into a start half and an end half, so both halves
         are applied once per *word* and added per span: the same function with K times fewer
         multiplications in the largest layer.
+
+        With ``word_mask`` (B, W), the rest of the output layer runs only on spans that end inside
+        their sentence; the others (past the last word, which no decoder or loss reads) come out
+        as zeros. Without it, every span is computed, past-the-end ones reading a zero end vector.
         """
         dim = words.size(-1)
         start = self.project_start(words).relu()
@@ -42,14 +46,29 @@ class SpanMarkerHead(nn.Module):
         first = self.out_project[0] if isinstance(self.out_project, nn.Sequential) else self.out_project
         start_part = F.linear(start, first.weight[:, :dim], first.bias)
         end_part = F.linear(end, first.weight[:, dim:])
-        padded_end = F.pad(end_part, (0, 0, 0, self.max_width - 1))
-        # unfold gives (B, W, X, K): end parts of words i..i+K-1 for each start i.
-        end_by_width = padded_end.unfold(1, self.max_width, 1).permute(0, 1, 3, 2)
-        spans = start_part.unsqueeze(2) + end_by_width
-        if isinstance(self.out_project, nn.Sequential):
-            for layer in list(self.out_project)[1:]:
+        if not isinstance(self.out_project, nn.Sequential):
+            return start_part.unsqueeze(2) + _by_width(end_part, self.max_width)
+        rest = list(self.out_project)[1:]
+        if word_mask is None:
+            spans = start_part.unsqueeze(2) + _by_width(end_part, self.max_width)
+            for layer in rest:
                 spans = layer(spans)
+            return spans
+        valid = _by_width(word_mask.to(start_part.dtype).unsqueeze(-1), self.max_width).squeeze(-1) > 0  # (B, W, K)
+        batch_idx, start_idx, width_idx = valid.nonzero(as_tuple=True)
+        packed = start_part[batch_idx, start_idx] + end_part[batch_idx, start_idx + width_idx]
+        for layer in rest:
+            packed = layer(packed)
+        spans = packed.new_zeros(*valid.shape, packed.size(-1))
+        spans[batch_idx, start_idx, width_idx] = packed
         return spans
+
+
+def _by_width(per_word: torch.Tensor, max_width: int) -> torch.Tensor:
+    """(B, W, X) -> (B, W, K, X): for each start i, the rows of words i..i+K-1 (zeros past the end)."""
+    padded = F.pad(per_word, (0, 0, 0, max_width - 1))
+    # unfold gives (B, W, X, K)
+    return padded.unfold(1, max_width, 1).permute(0, 1, 3, 2)
 
 
 class TokenScorer(nn.Module):

@@ -110,29 +110,32 @@ class GlinerModel(nn.Module):
         return self.label_projection(vectors) if self.config.is_span_model else vectors
 
     # -- scoring ------------------------------------------------------------------------------
-    def score(self, reps: WordRepresentations, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def score(
+        self, reps: WordRepresentations, labels: Optional[torch.Tensor] = None, only_valid_spans: bool = False
+    ) -> torch.Tensor:
         """Logits: (B, W, K, C) for span models, (B, W, C, 3) for token-level models.
 
         ``labels`` are finished label vectors, (C, D) shared or (B, C, D); uni-encoder models
-        take them from the prompt when not given.
+        take them from the prompt when not given. ``only_valid_spans`` (inference): spans past a
+        sentence's last word are not computed (their logits are 0, and decoding skips them).
         """
         if labels is None:
             labels = self.finish_label_vectors(reps.prompt_vectors)
         if labels.dim() == 2:
             labels = labels.unsqueeze(0).expand(reps.words.size(0), -1, -1)
         if self.config.is_span_model:
-            return self.score_spans(reps, labels)[0]
+            return self.score_spans(reps, labels, only_valid_spans)[0]
         return self.token_scorer(reps.words, labels)
 
     def score_spans(
-        self, reps: WordRepresentations, labels: Optional[torch.Tensor] = None
+        self, reps: WordRepresentations, labels: Optional[torch.Tensor] = None, only_valid_spans: bool = False
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Span models: (B, W, K, C) logits and the (B, W, K, D) span representations they came from."""
         if labels is None:
             labels = self.finish_label_vectors(reps.prompt_vectors)
         if labels.dim() == 2:
             labels = labels.unsqueeze(0).expand(reps.words.size(0), -1, -1)
-        spans = self.span_head(reps.words)
+        spans = self.span_head(reps.words, reps.word_mask if only_valid_spans else None)
         return torch.einsum("bwkd,bcd->bwkc", spans, labels), spans
 
     def forward(self, batch: EncodedBatch, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
