@@ -102,11 +102,13 @@ class EntityExtractor:
     @staticmethod
     def check_label_lengths(inputs: InputBuilder, label_texts: Sequence[str]) -> None:
         """Raise if a label cannot be read whole by the model."""
-        for text in label_texts:
-            if inputs.config.bi_encoder:
-                length, limit = inputs.label_token_length(text), inputs.label_max_tokens
-            else:
-                length, limit = inputs.label_prompt_length(text) + 1, prompt_budget(inputs)
+        if inputs.config.bi_encoder:
+            limit = inputs.label_max_tokens
+            lengths = inputs.label_token_lengths(label_texts)
+        else:
+            limit = prompt_budget(inputs)
+            lengths = [inputs.label_prompt_length(text) + 1 for text in label_texts]
+        for text, length in zip(label_texts, lengths):
             if length > limit:
                 raise ValueError(
                     f"label {text[:80]!r} takes {length} subwords but at most {limit} fit in the encoder "

@@ -180,6 +180,32 @@ def long_document_words(count):
     return words
 
 
+def test_add_labels_in_bulk_saved_with_the_component_not_the_config(checkpoints, tmp_path, monkeypatch):
+    from test_scale import real_label_names
+
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("gliner_ner", config={"model": str(checkpoints("bi_sharp")), "labels": LABELS[:2]})
+    many = real_label_names(3000)
+    assert ner.extractor.label_cache is not None  # model loaded: new labels get their vectors now
+    assert ner.add_labels(many, progress=False) == len(set(many) - set(LABELS[:2]))
+    with pytest.raises(ValueError, match="is given twice"):
+        ner.add_labels(["x label", "x label"])
+    assert ner.add_labels(many[:10]) == 0, "labels already there are skipped"
+    assert len(ner.labels) == len(set(many) | set(LABELS[:2]))
+    assert all(text in ner.extractor.label_cache for text in set(many) - set(LABELS[:2]))
+    with pytest.raises(ValueError, match="subwords but at most"):
+        ner.add_labels(["word " * 600])
+    texts = crossner_sentences("music", 4)
+    before = [spans_of(d) for d in nlp.pipe(texts)]
+    nlp.to_disk(tmp_path / "pipe")
+    assert len((tmp_path / "pipe" / "config.cfg").read_text()) < 5000, "the labels are not in config.cfg"
+    loaded = spacy.load(tmp_path / "pipe")
+    pipe = loaded.get_pipe("gliner_ner")
+    assert pipe.labels == ner.labels
+    monkeypatch.setattr(pipe.extractor, "encode_label_texts", lambda texts: pytest.fail("label vectors recomputed"))
+    assert_same_spans([spans_of(d) for d in loaded.pipe(texts)], before)
+
+
 def test_long_document_finds_entities_to_the_end(uni_nlp):
     words = long_document_words(20_000)
     assert len(words) == 20_000

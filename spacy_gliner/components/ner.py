@@ -246,7 +246,8 @@ class GlinerNER(TrainableGliner, GlinerPipe):
             label_cache_dtype=self.cfg["label_cache_dtype"],
             label_top_k=self.cfg.get("label_top_k"),
         )
-        extractor.check_labels(self.label_texts)
+        if label_cache is None:  # a saved pipeline's labels were checked when they were added
+            extractor.check_labels(self.label_texts)
         extractor.accelerate(self.cfg.get("quantize"), self.cfg.get("precision", "float32"), self.cfg.get("compile", False), self.name)
         if label_cache is not None and extractor.label_cache is not None:
             extractor.label_cache.from_disk(label_cache)
@@ -307,16 +308,33 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         return trainer, builder
 
     def add_label(self, label: str, description: Optional[str] = None) -> int:
-        names, texts = normalize_labels({label: description or label}, f"{self.name}.add_label")
-        if label in self._label_names:
+        return self.add_labels({label: description or label}, progress=False)
+
+    def add_labels(self, labels: Union[List[str], Dict[str, str]], progress: bool = True) -> int:
+        """Add many labels at once (a list, or label -> description); returns how many were new.
+
+        The way in for very large label sets: labels added here are saved with the component by
+        ``to_disk``, not written into ``config.cfg`` (spaCy parses and validates every config
+        value at ``spacy.load``: a million labels there take minutes). They are checked in batches,
+        and bi-encoder vectors computed for the new ones (progress bar), once the model is loaded.
+        """
+        names, texts = normalize_labels(labels, f"{self.name}.add_labels")
+        known = set(self._label_names)
+        fresh = [i for i, name in enumerate(names) if name not in known]
+        if not fresh:
             return 0
+        names, texts = [names[i] for i in fresh], [texts[i] for i in fresh]
         if self._extractor is not None:
             self._extractor.check_labels(texts)
             if self._extractor.label_cache is not None:
-                self._extractor.prepare_label_vectors(texts)
-        self._label_names.append(names[0])
-        self.label_texts.append(texts[0])
-        return 1
+                self._extractor.prepare_label_vectors(texts, progress=progress)
+        elif self.source is not None and Path(self.source).expanduser().is_dir():
+            from ..modeling.checkpoint import label_lengths
+
+            label_lengths(Path(self.source).expanduser(), texts)
+        self._label_names.extend(names)
+        self.label_texts.extend(texts)
+        return len(names)
 
     def _require_labels(self) -> None:
         if not self._label_names:
