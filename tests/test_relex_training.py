@@ -1,5 +1,5 @@
 """gliner_relex trains: entity + adjacency + relation losses on real CoNLL04 sentences, saved and reloaded."""
-import warnings
+from pathlib import Path
 
 import pytest
 import spacy
@@ -201,3 +201,24 @@ def test_convert_command_writes_gold_relations_for_training(fmt, source, tmp_pat
         ents = {(e.start, e.end) for e in doc.spans["sc"]}
         for hs, he, ts, te, label, score in doc._.gliner_relations or []:
             assert (hs, he) in ents and (ts, te) in ents and label and score == 1.0
+
+
+def test_spacy_train_cli_with_the_relex_config(conll04_docs, tmp_path):
+    from spacy.cli.train import train
+
+    conll04_docs.to_disk(tmp_path / "train.spacy")
+    train(
+        Path(__file__).resolve().parents[1] / "component_configs" / "gliner_relex_train.cfg",
+        tmp_path / "out",
+        overrides={
+            "paths.train": str(tmp_path / "train.spacy"), "paths.dev": str(tmp_path / "train.spacy"),
+            "paths.encoder": minilm_dir(), "training.max_steps": 2, "training.eval_frequency": 2,
+            "corpora.dev.limit": 4, "corpora.train.limit": 16,
+        },
+    )
+    nlp = spacy.load(tmp_path / "out" / "model-last")
+    relex = nlp.get_pipe("gliner_relex")
+    assert relex.relation_labels and set(relex.relation_labels) <= {"work for", "kill", "organization based in", "live in", "located in"}
+    assert relex.extractor.config.relations_layer == "mlp"
+    doc = nlp("John Smith works for Acme Corp in Boston .")
+    assert doc._.relations is not None and len(doc.spans["sc"].attrs["scores"]) == len(doc.spans["sc"])
