@@ -17,7 +17,7 @@ from spacy.util import registry
 
 from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
 from .annotations import doc_words, normalize_labels, optional_int, write_entities
-from .trainable import DEFAULT_TRAINING, TrainableGliner, check_new_model, check_training_settings, labels_by_corpus, warn_counts
+from .trainable import DEFAULT_TRAINING, TrainableGliner, check_model_source, check_new_model, check_training_settings, labels_by_corpus, warn_counts
 
 LABEL_CACHE_DIR = "label_cache"
 
@@ -143,14 +143,8 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         compile: bool = False,
         scorer: Optional[Callable] = score_gliner_ner,
     ):
-        if (model is None) == (new_model is None):
-            raise ValueError(
-                "gliner_ner: give exactly one of 'model' (a checkpoint directory or hub id, e.g. "
-                "'urchade/gliner_small-v2.1') and 'new_model' (e.g. {'encoder': '<encoder dir>'} to train "
-                "a new GLiNER on a base encoder)."
-            )
-        if model is not None and (not isinstance(model, (str, Path)) or not str(model).strip()):
-            raise ValueError("gliner_ner: 'model' must be a checkpoint directory or a hub id, e.g. 'urchade/gliner_small-v2.1'.")
+        check_model_source("gliner_ner", model, new_model, "a checkpoint directory or a hub id, e.g. 'urchade/gliner_small-v2.1'",
+                           "{'encoder': '<encoder dir>'}")
         if not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
             raise ValueError(f"gliner_ner: 'threshold' must be a number in [0, 1), got {threshold!r}.")
         if not isinstance(spans_key, str) or not spans_key:

@@ -26,7 +26,7 @@ from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
 from .annotations import doc_words, normalize_labels, optional_int, write_entities
 from .ner import score_gliner_ner  # noqa: F401  (registers spacy_gliner.ner_scorer.v1)
 from .trainable import (
-    DEFAULT_TRAINING, NEW_MODEL_KEYS, TrainableGliner, check_new_model, check_training_settings, labels_by_corpus,
+    DEFAULT_TRAINING, NEW_MODEL_KEYS, TrainableGliner, check_model_source, check_new_model, check_training_settings, labels_by_corpus,
     warn_counts,
 )
 
@@ -186,14 +186,8 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
         use_doc_ents: bool = False,
         scorer: Optional[Callable] = score_gliner_relex,
     ):
-        if (model is None) == (new_model is None):
-            raise ValueError(
-                "gliner_relex: give exactly one of 'model' (a relex checkpoint directory or hub id) and "
-                "'new_model' (e.g. {'encoder': '<encoder dir>', 'relations_layer': 'mlp'} to train a new "
-                "relex GLiNER on a base encoder)."
-            )
-        if model is not None and (not isinstance(model, (str, Path)) or not str(model).strip()):
-            raise ValueError("gliner_relex: 'model' must be a relex checkpoint directory or a hub id.")
+        check_model_source("gliner_relex", model, new_model, "a relex checkpoint directory or a hub id",
+                           "{'encoder': '<encoder dir>', 'relations_layer': 'mlp'}")
         # A training run (a new model, or a 'training' block to fine-tune) may take its labels from
         # the data at initialize; otherwise labels and relations are needed now.
         training_run = new_model is not None or bool(training)

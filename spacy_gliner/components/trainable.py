@@ -50,6 +50,19 @@ def check_new_model(spec: Dict[str, Any], name: str, keys=NEW_MODEL_KEYS) -> Dic
     return dict(spec)
 
 
+def check_model_source(name: str, model, new_model, model_kind: str, new_model_example: str) -> None:
+    """Exactly one of ``model`` (a checkpoint to load) and ``new_model`` (a model to build for training)."""
+    from pathlib import Path
+
+    if (model is None) == (new_model is None):
+        raise ValueError(
+            f"{name}: give exactly one of 'model' ({model_kind}) and 'new_model' (e.g. {new_model_example} "
+            "to train a new GLiNER on a base encoder)."
+        )
+    if model is not None and (not isinstance(model, (str, Path)) or not str(model).strip()):
+        raise ValueError(f"{name}: 'model' must be {model_kind}.")
+
+
 def labels_by_corpus(texts, labels_of) -> Dict[str, List[str]]:
     """corpus name ('' when unknown) -> sorted labels seen in it; ``labels_of(text)`` lists a text's labels."""
     by_corpus: Dict[str, set] = {}
