@@ -104,14 +104,14 @@ def main():
             decoded[top_k] = {(d, s.start, s.end, s.label) for d, spans in enumerate(out) for s in spans}
         same = len(decoded[None] & decoded[TOP_K])
         # the synthetic rows are noisy copies "<real label> #<n>": which real label was decoded
-        base = {k: {(d, st, en, labels_all[c].split(" #")[0]) for d, st, en, c in v} for k, v in decoded.items()}
+        real_of = {k: {(d, st, en, labels_all[c].split(" #")[0]) for d, st, en, c in v} for k, v in decoded.items()}
         recall[str(n)] = dict(exhaustive_candidates=len(exhaustive), retrieved_candidates=len(retrieved),
                               recall=len(retrieved) / max(1, len(exhaustive)), invented_or_changed=changed,
                               exhaustive_seconds_per_doc=exhaustive_s / RECALL_DOCS,
                               decoded_exhaustive=len(decoded[None]), decoded_top_k=len(decoded[TOP_K]),
                               decoded_recall=same / max(1, len(decoded[None])),
                               decoded_precision=same / max(1, len(decoded[TOP_K])),
-                              decoded_real_label_recall=len(base[None] & base[TOP_K]) / max(1, len(base[None])))
+                              decoded_real_label_recall=len(real_of[None] & real_of[TOP_K]) / max(1, len(real_of[None])))
         print(n, recall[str(n)], flush=True)
     ex.label_top_k = None
     with tempfile.TemporaryDirectory() as tmp:
