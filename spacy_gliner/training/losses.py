@@ -73,6 +73,13 @@ def _reduce(loss: torch.Tensor, n_valid: torch.Tensor, reduction: str) -> torch.
     raise ValueError(f"reduction must be one of 'none', 'mean', 'sum', got {reduction!r}")
 
 
+def _reduce_masked(loss: torch.Tensor, n_valid: torch.Tensor, reduction: str) -> torch.Tensor:
+    """``_reduce`` for losses already multiplied by their mask: a mean over no valid cell is 0."""
+    if reduction == "mean" and n_valid <= 0:
+        return loss.new_zeros(())
+    return _reduce(loss, n_valid, reduction)
+
+
 def focal_loss_with_logits(
     inputs: torch.Tensor,
     targets: torch.Tensor,
@@ -291,12 +298,7 @@ def span_classification_loss(
 
     if reduction == "none":
         return losses.reshape(B, W, K, C)
-    if reduction == "mean":
-        n_valid = valid_spans.sum()
-        if n_valid <= 0:
-            return torch.zeros((), dtype=losses.dtype, device=losses.device)
-        return losses.sum() / n_valid
-    return _reduce(losses, valid_spans.sum(), reduction)
+    return _reduce_masked(losses, valid_spans.sum(), reduction)
 
 
 def token_classification_loss(
@@ -344,14 +346,7 @@ def token_classification_loss(
     if losses.dim() == 4:
         mask = mask.unsqueeze(-1)
     losses = losses * mask
-    if reduction == "none":
-        return losses
-    if reduction == "mean":
-        n_valid = mask.float().sum()
-        if n_valid <= 0:
-            return torch.zeros((), dtype=losses.dtype, device=losses.device)
-        return losses.sum() / n_valid
-    return _reduce(losses, mask.float().sum(), reduction)
+    return _reduce_masked(losses, mask.float().sum(), reduction)
 
 
 def adjacency_loss(
@@ -391,10 +386,7 @@ def adjacency_loss(
     m = entity_mask.to(adjacency.dtype)
     pair_mask = (m.unsqueeze(2) * m.unsqueeze(1)).reshape(B, -1, 1)
     losses = losses * pair_mask
-    if reduction == "mean":
-        n = pair_mask.sum()
-        return losses.sum() / n if n > 0 else losses.new_zeros(())
-    return _reduce(losses, pair_mask.sum(), reduction)
+    return _reduce_masked(losses, pair_mask.sum(), reduction)
 
 
 def relation_loss(
@@ -430,10 +422,7 @@ def relation_loss(
     )
     cells = pair_mask.to(logits.dtype).unsqueeze(-1) * label_mask.to(logits.dtype).unsqueeze(1)
     losses = losses * cells
-    if reduction == "mean":
-        n = cells.sum()
-        return losses.sum() / n if n > 0 else losses.new_zeros(())
-    return _reduce(losses, cells.sum(), reduction)
+    return _reduce_masked(losses, cells.sum(), reduction)
 
 
 def span_width_weights(max_width: int) -> list:
