@@ -66,9 +66,7 @@ class EntityExtractor:
         # None scores every label. Ignored by uni-encoder and token-level models.
         self.label_top_k = label_top_k
         self._retriever = None
-        self._rows_memo = None
-        self._stored_memo = None
-        self._complete_memo = None
+        self._label_memo = None
         # what runs the forward passes: the model itself, or an accelerated view of it
         # (quantised or compiled encoders, modeling/acceleration.py); training uses ``model``
         self.inference_model = self.model
@@ -141,24 +139,28 @@ class EntityExtractor:
 
         Checking a million texts costs a quarter of a second, so a list already checked against
         the unchanged cache is not checked again."""
-        key = (id(label_texts), len(label_texts), self.label_cache.version)
-        memo = self._complete_memo
-        if memo is not None and memo[0] == key and memo[1] is label_texts and memo[2] == _ends(label_texts):
+        if self._facts(label_texts).get("complete"):
             return 0
         computed = self.label_cache.fill(label_texts, self.encode_label_texts, progress=progress)
-        self._complete_memo = ((id(label_texts), len(label_texts), self.label_cache.version), label_texts, _ends(label_texts))
+        self._facts(label_texts)["complete"] = True  # after fill: the cache version has changed
         return computed
 
+    def _facts(self, label_texts: Sequence[str]) -> Dict[str, object]:
+        """What costs O(labels) to work out about one label list (a million dict look-ups per
+        batch would show up in the per-document time): kept while the same list, unedited, is used
+        with an unchanged cache."""
+        key = (id(label_texts), len(label_texts), self.label_cache.version, _ends(label_texts))
+        memo = self._label_memo
+        if memo is None or memo[0] != key or memo[1] is not label_texts:
+            memo = self._label_memo = (key, label_texts, {})
+        return memo[2]
+
     def _label_rows(self, label_texts: Sequence[str]):
-        """Cache rows of ``label_texts``, memoised for the same label list (a million dict look-ups
-        per batch would otherwise show up in the per-document time)."""
-        key = (id(label_texts), len(label_texts), self.label_cache.version)
-        memo = self._rows_memo
-        if memo is not None and memo[0] == key and memo[1] is label_texts and memo[2] == _ends(label_texts):
-            return memo[3]
-        rows = self.label_cache.rows(label_texts)
-        self._rows_memo = (key, label_texts, _ends(label_texts), rows)
-        return rows
+        """Cache rows of ``label_texts`` (memoised)."""
+        facts = self._facts(label_texts)
+        if "rows" not in facts:
+            facts["rows"] = self.label_cache.rows(label_texts)
+        return facts["rows"]
 
     @property
     def label_retriever(self):
@@ -223,7 +225,7 @@ class EntityExtractor:
                     # bi-encoder span models: span vectors once per batch, then one product per label chunk
                     spans = self.inference_model.span_head(reps.words, reps.word_mask).float() if bi_span else None
                 if retrieve:
-                    chunks = [self._retrieved_candidates(spans, batch_windows, rows, group, settings, device)]
+                    chunks = [self._retrieved_candidates(spans, batch_windows, label_texts, rows, group, settings, device)]
                 else:
                     chunks = self._chunk_candidates(reps, spans, batch_windows, label_texts, rows, group, settings, device)
                 for by_doc in chunks:
@@ -247,7 +249,7 @@ class EntityExtractor:
             else:
                 yield token_candidates(logits, batch_windows, settings.threshold, label_ids)
 
-    def _retrieved_candidates(self, spans, batch_windows, rows, group, settings, device):
+    def _retrieved_candidates(self, spans, batch_windows, label_texts, rows, group, settings, device):
         """Candidates by document, scoring only each window's top-k retrieved labels exactly."""
         retriever = self.label_retriever
         lengths = torch.tensor([w.length for w in batch_windows])
@@ -257,7 +259,7 @@ class EntityExtractor:
             lambda begin, end: self.label_cache.vectors_for_rows(rows[begin:end], device),
             len(rows),
             key=(id(rows), len(rows), self.label_cache.version),
-            stored=self._stored_label_matrix(rows, device),
+            stored=self._stored_label_matrix(label_texts, device),
             vectors_at=lambda positions: self.label_cache.vectors_for_rows(rows[positions], device),
         )  # (B, k) positions in label_texts
         chosen = selected.cpu().numpy()
@@ -265,17 +267,15 @@ class EntityExtractor:
         probs = torch.sigmoid(torch.einsum("bwkd,bcd->bwkc", spans, labels))
         return span_candidates(probs, batch_windows, settings.threshold, group[chosen], not settings.multi_label)
 
-    def _stored_label_matrix(self, rows: np.ndarray, device) -> torch.Tensor:
+    def _stored_label_matrix(self, label_texts: Sequence[str], device) -> torch.Tensor:
         """The label set's vectors in the cache's dtype on ``device``: a zero-copy view of the
-        (possibly memory-mapped) cache when ``rows`` are consecutive stored rows, else one
-        gathered copy; memoised per label set."""
-        key = (id(rows), self.label_cache.version, str(device))
-        memo = self._stored_memo
-        if memo is not None and memo[0] == key and memo[1] is rows:
-            return memo[2]
-        matrix = self.label_cache.stored_tensor(rows).to(device)
-        self._stored_memo = (key, rows, matrix)
-        return matrix
+        (possibly memory-mapped) cache when its rows are consecutive stored rows, else one
+        gathered copy (memoised)."""
+        facts = self._facts(label_texts)
+        key = ("stored", str(device))
+        if key not in facts:
+            facts[key] = self.label_cache.stored_tensor(self._label_rows(label_texts)).to(device)
+        return facts[key]
 
     def _label_chunks(self, label_texts, device, rows=None):
         """Uni-encoder: the prompt's own labels. Bi-encoder: cached vectors, in bounded chunks."""
