@@ -173,6 +173,27 @@ def load_train_set(data_dir: Path, name: str) -> List[dict]:
     return out
 
 
+
+def training_pool(data_dir: Path, train_sets: Sequence[str], n_examples: int, seed: int) -> Tuple[List[dict], Dict[str, int]]:
+    """The training examples of a run: every set pooled, shuffled with ``seed``, the first
+    ``n_examples`` kept (repeated, reshuffled, when the pool is smaller); and each set's size.
+    Both trainers of ``bench/matched_training.py`` read exactly these examples."""
+    pool: List[dict] = []
+    sizes = {}
+    for name in train_sets:
+        examples = load_train_set(data_dir, name)
+        sizes[name] = len(examples)
+        pool.extend(examples)
+    rng = random.Random(seed)
+    rng.shuffle(pool)
+    if len(pool) < n_examples:
+        rounds = [pool[:] for _ in range(n_examples // len(pool) + 1)]
+        for r in rounds[1:]:
+            rng.shuffle(r)
+        pool = [ex for r in rounds for ex in r]
+    return pool[:n_examples], sizes
+
+
 def load_crossner_test(data_dir: Path, domain: str, limit: int | None):
     folder = data_dir / "gliner_ner_datasets" / f"CrossNER_{domain}"
     with open(folder / "test.json", encoding="utf-8") as fh:
@@ -319,23 +340,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     # ---- data
     t_data = time.perf_counter()
     train_sets = [s for s in args.train_sets.split(",") if s]
-    pool: List[dict] = []
-    per_set_sizes = {}
-    for name in train_sets:
-        exs = load_train_set(args.data_dir, name)
-        per_set_sizes[name] = len(exs)
-        pool.extend(exs)
-    rng = random.Random(args.seed)
-    rng.shuffle(pool)
-    n_train = args.steps * args.batch_size
-    if len(pool) < n_train:  # repeat (shuffled) when a tiny set is asked for many steps
-        reps = [pool[:] for _ in range(n_train // len(pool) + 1)]
-        for r in reps[1:]:
-            rng.shuffle(r)
-        pool = [ex for r in reps for ex in r]
-    train = [{"tokenized_text": ex["tokenized_text"], "ner": ex["ner"]} for ex in pool[:n_train]]
+    pool, per_set_sizes = training_pool(args.data_dir, train_sets, args.steps * args.batch_size, args.seed)
+    train = [{"tokenized_text": ex["tokenized_text"], "ner": ex["ner"]} for ex in pool]
     used_corpora: Dict[str, int] = {}
-    for ex in pool[:n_train]:
+    for ex in pool:
         used_corpora[ex["corpus"]] = used_corpora.get(ex["corpus"], 0) + 1
     n_mentions = sum(len(ex["ner"]) for ex in train)
     n_too_wide = sum(1 for ex in train for s, e, _ in ex["ner"] if e - s + 1 > args.max_width)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import feed_forward
+from .layers import Dropout, feed_forward
 
 
 class SpanMarkerHead(nn.Module):
@@ -79,7 +79,7 @@ class TokenScorer(nn.Module):
         self.proj_token = nn.Linear(hidden_size, hidden_size * 2)
         self.proj_label = nn.Linear(hidden_size, hidden_size * 2)
         self.out_mlp = nn.Sequential(
-            nn.Linear(hidden_size * 3, hidden_size * 4), nn.Dropout(dropout), nn.ReLU(), nn.Linear(hidden_size * 4, 3)
+            nn.Linear(hidden_size * 3, hidden_size * 4), Dropout(dropout), nn.ReLU(), nn.Linear(hidden_size * 4, 3)
         )
 
     def forward(self, words: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

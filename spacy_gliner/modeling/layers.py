@@ -6,6 +6,24 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a cheaper mask on CPU.
+
+    PyTorch's CPU dropout draws its mask through a Bernoulli sampler that takes about 2.5x the
+    time of drawing uniforms and comparing; on the span head's (spans x 4H) activations that was
+    a sixth of a CPU training step. Same distribution and scaling; other devices keep the fused
+    kernel. Holds no weights, so checkpoints are unaffected.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        if self.p == 1:
+            return x * 0
+        keep = (torch.rand_like(x) >= self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        return x * keep
+
+
 def feed_forward(in_dim: int, out_dim: int, hidden_dim: int, dropout: float) -> nn.Sequential:
     """Linear -> ReLU -> Dropout -> Linear.
 
@@ -13,7 +31,7 @@ def feed_forward(in_dim: int, out_dim: int, hidden_dim: int, dropout: float) -> 
     addressed by position (``.0.`` and ``.3.``).
     """
     return nn.Sequential(
-        nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden_dim, out_dim)
+        nn.Linear(in_dim, hidden_dim), nn.ReLU(), Dropout(dropout), nn.Linear(hidden_dim, out_dim)
     )
 
 

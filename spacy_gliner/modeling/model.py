@@ -116,8 +116,8 @@ class GlinerModel(nn.Module):
         """Logits: (B, W, K, C) for span models, (B, W, C, 3) for token-level models.
 
         ``labels`` are finished label vectors, (C, D) shared or (B, C, D); uni-encoder models
-        take them from the prompt when not given. ``only_valid_spans`` (inference): spans past a
-        sentence's last word are not computed (their logits are 0, and decoding skips them).
+        take them from the prompt when not given. ``only_valid_spans``: spans past a
+        sentence's last word are not computed (their logits are 0; decoding and the loss skip them).
         """
         if labels is None:
             labels = self.finish_label_vectors(reps.prompt_vectors)

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import Dropout
+
 __all__ = [
     "SUPPORTED_RELATIONS_LAYERS",
     "SUPPORTED_TRIPLES_LAYERS",
@@ -181,7 +183,7 @@ def _two_layer_projection(in_dim: int, out_dim: int, dropout: float) -> nn.Seque
     return nn.Sequential(
         nn.Linear(in_dim, out_dim * 4),
         nn.ReLU(),
-        nn.Dropout(dropout),
+        Dropout(dropout),
         nn.Linear(out_dim * 4, out_dim),
     )
 
@@ -513,8 +515,8 @@ class CoreTensorScore(nn.Module):
         nn.init.xavier_uniform_(self.core_tensor.data)
         self.head_norm = nn.BatchNorm1d(entity_dim)
         self.tail_norm = nn.BatchNorm1d(entity_dim)
-        self.input_dropout = nn.Dropout(dropout)
-        self.core_dropout = nn.Dropout(dropout)
+        self.input_dropout = Dropout(dropout)
+        self.core_dropout = Dropout(dropout)
 
     def forward(self, h, r, t):
         lead = h.shape[:-1]
@@ -544,7 +546,7 @@ class ConvolutionalTripleScore(nn.Module):
         super().__init__()
         self.dim = dim
         self.filters = nn.Conv1d(3, num_filters, kernel_size=1)
-        self.feature_dropout = nn.Dropout(dropout)
+        self.feature_dropout = Dropout(dropout)
         self.score_projection = nn.Linear(num_filters * dim, 1)
 
     def forward(self, h, r, t):
