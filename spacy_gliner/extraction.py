@@ -18,6 +18,10 @@ from .modeling.label_cache import LabelVectorCache
 from .windows import Window, plan_windows
 
 
+# Retrieval scores at most this many times ``label_top_k`` labels in a window (see _retrieved_candidates).
+RETRIEVAL_DEPTH_LIMIT = 4
+
+
 @dataclass
 class DecodeSettings:
     threshold: float = 0.5
@@ -250,22 +254,47 @@ class EntityExtractor:
                 yield token_candidates(logits, batch_windows, settings.threshold, label_ids)
 
     def _retrieved_candidates(self, spans, batch_windows, label_texts, rows, group, settings, device):
-        """Candidates by document, scoring only each window's top-k retrieved labels exactly."""
+        """Candidates by document, scoring only each window's retrieved labels exactly.
+
+        A window's ``label_top_k`` best-ranked labels are scored first. While labels in the lower
+        half of what was just scored still pass the threshold on some span, the ranking's border
+        is cutting through labels that matter to this window (e.g. many near-synonyms of its
+        entities' types), so the next ones are scored too, doubling the depth up to
+        ``RETRIEVAL_DEPTH_LIMIT`` x ``label_top_k``. Windows whose shortlist tails are clean cost
+        nothing more."""
         retriever = self.label_retriever
         lengths = torch.tensor([w.length for w in batch_windows])
         queries = retriever.queries(spans, lengths)
-        selected = retriever.select(
+        deepest = min(len(rows), retriever.top_k * RETRIEVAL_DEPTH_LIMIT)
+        ranked = retriever.select(
             queries,
             lambda begin, end: self.label_cache.vectors_for_rows(rows[begin:end], device),
             len(rows),
             key=(id(rows), len(rows), self.label_cache.version),
             stored=self._stored_label_matrix(label_texts, device),
             vectors_at=lambda positions: self.label_cache.vectors_for_rows(rows[positions], device),
-        )  # (B, k) positions in label_texts
-        chosen = selected.cpu().numpy()
-        labels = self.label_cache.vectors_for_rows(rows[chosen.reshape(-1)], device).view(*chosen.shape, -1)
-        probs = torch.sigmoid(torch.einsum("bwkd,bcd->bwkc", spans, labels))
-        return span_candidates(probs, batch_windows, settings.threshold, group[chosen], not settings.multi_label)
+            depth=deepest,
+        ).cpu().numpy()  # (B, deepest) positions in label_texts, best first
+        words, widths = spans.shape[1:3]
+        inside = (torch.arange(words).view(1, -1, 1) + torch.arange(1, widths + 1).view(1, 1, -1)) <= lengths.view(-1, 1, 1)
+        found: Dict[int, List[DecodedSpan]] = {}
+        open_windows = np.arange(len(batch_windows))
+        begin, end = 0, min(retriever.top_k, deepest)
+        while True:
+            chosen = ranked[open_windows, begin:end]
+            labels = self.label_cache.vectors_for_rows(rows[chosen.reshape(-1)], device).view(*chosen.shape, -1)
+            probs = torch.sigmoid(torch.einsum("bwkd,bcd->bwkc", spans[open_windows], labels))
+            windows = [batch_windows[i] for i in open_windows]
+            for doc_index, doc_spans in span_candidates(probs, windows, settings.threshold, group[chosen], not settings.multi_label).items():
+                found.setdefault(doc_index, []).extend(doc_spans)
+            if end >= deepest:
+                return found
+            tail = probs[..., (end - begin) // 2 :].amax(dim=-1)  # (b, W, K)
+            saturated = ((tail >= settings.threshold) & inside[open_windows].to(tail.device)).flatten(1).any(dim=1)
+            open_windows = open_windows[saturated.cpu().numpy()]
+            if not len(open_windows):
+                return found
+            begin, end = end, min(2 * end, deepest)
 
     def _stored_label_matrix(self, label_texts: Sequence[str], device) -> torch.Tensor:
         """The label set's vectors in the cache's dtype on ``device``: a zero-copy view of the

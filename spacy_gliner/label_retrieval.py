@@ -16,7 +16,9 @@ whose pooled scores tie within half-precision rounding at the ``top_k`` border c
 float32 ranking.
 
 The pooled score is a ranking heuristic, not an upper bound: a label whose best span passes the
-threshold can in principle rank below ``top_k``. Scores of the labels that are kept are exact (the
+threshold can in principle rank below ``top_k``. The extractor therefore asks for a deeper ranking
+than ``top_k`` and scores further down it only in windows whose shortlist is saturated (labels in
+its lower half still pass the threshold: ``EntityExtractor._retrieved_candidates``). Scores of the labels that are kept are exact (the
 same span and label vectors), so retrieval can only lose entities, never add or change one;
 ``tests/test_scale.py`` and ``bench/scale.py`` measure that recall against exhaustive scoring.
 
@@ -77,15 +79,16 @@ class LabelRetriever:
         key: Optional[object] = None,
         stored: Optional[torch.Tensor] = None,
         vectors_at: Optional[Callable[[np.ndarray], torch.Tensor]] = None,
+        depth: Optional[int] = None,
     ) -> torch.Tensor:
-        """(B, k) label indices, best first, k = min(top_k, n_labels).
+        """(B, k) label indices, best first, k = min(depth or top_k, n_labels).
 
         ``label_vectors(begin, end)`` returns the float32 (end - begin, D) vectors of labels
         ``begin..end`` on the queries' device. ``key`` identifies the label set (faiss backend:
         the index is rebuilt when it changes). ``stored``: the (n_labels, D) vectors in their
         storage dtype on the queries' device, with ``vectors_at(positions)`` giving float32 rows
         for the re-ranking (see the module docstring)."""
-        k = min(self.top_k, n_labels)
+        k = min(depth or self.top_k, n_labels)
         if self.backend == "faiss":
             return self._select_faiss(queries, label_vectors, n_labels, k, key)
         if stored is not None and vectors_at is not None:

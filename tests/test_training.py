@@ -74,6 +74,52 @@ def test_encoder_and_heads_have_separate_learning_rates():
     assert {rates[id(p)] for p in model.span_head.parameters()} == {3e-4}
 
 
+def test_loss_on_valid_spans_only_equals_the_full_computation(bc5cdr_docs):
+    """Training computes the span head only for spans inside their sentence; the spans it skips
+    are masked out of the loss, so the loss (no dropout) is the full computation's."""
+    import torch
+
+    nlp = new_pipeline()
+    examples = examples_from(bc5cdr_docs, nlp, 8)
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("gliner_ner")
+    trainer = ner._get_trainer()
+    batch = ner._training_batch(examples)
+    lengths = batch.encoded.num_words
+    assert lengths.min() < lengths.max(), "sentences of different lengths: some spans are padding"
+    model = trainer.model
+    with torch.no_grad():
+        reps = model.represent(batch.encoded)
+        full = trainer.entity_loss(model.score(reps), batch)
+        valid_only = trainer.entity_loss(model.score(reps, only_valid_spans=True), batch)
+    assert float(full) > 0
+    assert torch.allclose(full, valid_only, rtol=1e-5)
+
+
+def test_optimizer_is_the_fused_adamw():
+    trainer = new_pipeline().get_pipe("gliner_ner")._get_trainer()
+    assert isinstance(trainer.optimizer, __import__("torch").optim.AdamW)
+    assert trainer.optimizer.defaults["fused"] is True
+
+
+def test_cpu_dropout_keeps_the_distribution_and_the_gradient_mask():
+    import torch
+
+    from spacy_gliner.modeling.layers import Dropout
+
+    torch.manual_seed(0)
+    layer = Dropout(0.4).train()
+    x = torch.ones(200_000, requires_grad=True)
+    y = layer(x)
+    dropped = float((y == 0).float().mean())
+    assert abs(dropped - 0.4) < 0.01
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.6))
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0), "the gradient flows through the kept units only"
+    assert torch.equal(layer.eval()(x), x)
+    assert torch.equal(Dropout(0.0).train()(x), x)
+
+
 def test_bi_encoder_training_refreshes_label_cache(bc5cdr_docs):
     nlp = spacy.blank("en")
     nlp.add_pipe(
