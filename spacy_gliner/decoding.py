@@ -25,23 +25,28 @@ class DecodedSpan:
 
 
 def span_candidates(
-    probs, windows: Sequence[Window], threshold: float, label_ids=None, best_label_only: bool = False
+    logits, windows: Sequence[Window], threshold: float, label_ids=None, best_label_only: bool = False
 ) -> Dict[int, List[DecodedSpan]]:
-    """Candidates from span-model probabilities (B, W, K, C), grouped by document.
+    """Candidates from span-model logits (B, W, K, C), grouped by document; a candidate's score
+    is its probability, ``sigmoid(logit)``, and it passes when that exceeds ``threshold``.
 
     ``label_ids`` maps the C scored labels to the caller's label ids: (C,) shared or (B, C) per
     window (default: their positions). ``best_label_only`` keeps only each span's best label,
     which is exact when a span may carry one label: greedy selection could never take the others.
-    Vectorised: one ``nonzero`` over the batch; only spans above the threshold reach Python.
+    The sigmoid is then applied to each span's best logit (it is monotonic: that is the span's
+    best probability, bit for bit) and to the labels of passing spans only. Vectorised: one
+    ``nonzero`` over the batch; only spans above the threshold reach Python.
     """
     import torch
 
     if best_label_only:
-        best, best_label = probs.max(dim=-1)
-        batch_idx, start_idx, width_idx = torch.nonzero(best > threshold, as_tuple=True)
-        label_idx = best_label[batch_idx, start_idx, width_idx]
-        scores = best[batch_idx, start_idx, width_idx]
+        passing = torch.sigmoid(logits.max(dim=-1).values) > threshold
+        batch_idx, start_idx, width_idx = torch.nonzero(passing, as_tuple=True)
+        # probabilities of the passing spans only; ties (e.g. several labels at 1.0) go to the
+        # first label, as when every probability is computed
+        scores, label_idx = torch.sigmoid(logits[batch_idx, start_idx, width_idx]).max(dim=-1)
     else:
+        probs = torch.sigmoid(logits)
         batch_idx, start_idx, width_idx, label_idx = torch.nonzero(probs > threshold, as_tuple=True)
         scores = probs[batch_idx, start_idx, width_idx, label_idx]
     by_doc: Dict[int, List[DecodedSpan]] = {}

@@ -19,7 +19,7 @@ from .windows import Window, plan_windows
 
 
 # Retrieval scores at most this many times ``label_top_k`` labels in a window (see _retrieved_candidates).
-RETRIEVAL_DEPTH_LIMIT = 4
+RETRIEVAL_DEPTH_LIMIT = 3
 
 
 @dataclass
@@ -248,7 +248,7 @@ class EntityExtractor:
             label_ids = group[offset : offset + logits.size(-1 if self.config.is_span_model else -2)]
             if self.config.is_span_model:
                 yield span_candidates(
-                    torch.sigmoid(logits), batch_windows, settings.threshold, label_ids, not settings.multi_label
+                    logits, batch_windows, settings.threshold, label_ids, not settings.multi_label
                 )
             else:
                 yield token_candidates(logits, batch_windows, settings.threshold, label_ids)
@@ -283,13 +283,13 @@ class EntityExtractor:
         while True:
             chosen = ranked[open_windows, begin:end]
             labels = self.label_cache.vectors_for_rows(rows[chosen.reshape(-1)], device).view(*chosen.shape, -1)
-            probs = torch.sigmoid(torch.einsum("bwkd,bcd->bwkc", spans[open_windows], labels))
+            logits = torch.einsum("bwkd,bcd->bwkc", spans[open_windows], labels)
             windows = [batch_windows[i] for i in open_windows]
-            for doc_index, doc_spans in span_candidates(probs, windows, settings.threshold, group[chosen], not settings.multi_label).items():
+            for doc_index, doc_spans in span_candidates(logits, windows, settings.threshold, group[chosen], not settings.multi_label).items():
                 found.setdefault(doc_index, []).extend(doc_spans)
             if end >= deepest:
                 return found
-            tail = probs[..., (end - begin) // 2 :].amax(dim=-1)  # (b, W, K)
+            tail = torch.sigmoid(logits[..., (end - begin) // 2 :].amax(dim=-1))  # (b, W, K)
             saturated = ((tail >= settings.threshold) & inside[open_windows].to(tail.device)).flatten(1).any(dim=1)
             open_windows = open_windows[saturated.cpu().numpy()]
             if not len(open_windows):

@@ -11,7 +11,7 @@ chunks, no approximate index) and keeps memory bounded by the chunk size.
 When the caller hands over the label set's vectors as *stored* (the cache's float16 or float32
 matrix, memory-mapped and zero-copy when the labels are the cache's own rows in order), ranking
 multiplies in that dtype without converting a million rows to float32 per batch: the best
-``2 * top_k`` by the stored-precision score are re-ranked with float32 vectors, so only labels
+``top_k`` more than asked for by the stored-precision score are re-ranked with float32 vectors, so only labels
 whose pooled scores tie within half-precision rounding at the ``top_k`` border can differ from a
 float32 ranking.
 
@@ -111,16 +111,19 @@ class LabelRetriever:
         batch, n_queries, dim = queries.shape
         flat = queries.reshape(batch * n_queries, dim)
         low = flat.to(stored.dtype)
-        depth = min(2 * k, stored.shape[0])
+        depth = min(k + self.top_k, stored.shape[0])  # re-ranked margin: top_k rows past what is asked
         best_scores = best_index = None
         for begin in range(0, stored.shape[0], 4 * self.chunk_size):
             part = stored[begin : begin + 4 * self.chunk_size]
             scores = (low @ part.T).float().view(batch, n_queries, -1).amax(dim=1)
-            index = torch.arange(begin, begin + part.shape[0], device=queries.device).expand(batch, -1)
-            if best_scores is not None:
-                scores, index = torch.cat([best_scores, scores], dim=1), torch.cat([best_index, index], dim=1)
-            top = torch.topk(scores, min(depth, scores.shape[1]), dim=1)
-            best_scores, best_index = top.values, torch.gather(index, 1, top.indices)
+            if best_scores is None or best_scores.shape[1] < depth:
+                index = torch.arange(begin, begin + part.shape[0], device=queries.device).expand(batch, -1)
+                if best_scores is not None:
+                    scores, index = torch.cat([best_scores, scores], dim=1), torch.cat([best_index, index], dim=1)
+                top = torch.topk(scores, min(depth, scores.shape[1]), dim=1)
+                best_scores, best_index = top.values, torch.gather(index, 1, top.indices)
+            else:
+                best_scores, best_index = _merge_above_floor(best_scores, best_index, scores, begin)
         if depth == k:
             return best_index
         # float32 re-ranking of the union of every window's shortlist
@@ -156,3 +159,21 @@ class LabelRetriever:
                     break
             out.append(list(best))
         return torch.tensor(out, dtype=torch.long, device=queries.device)
+
+
+def _merge_above_floor(best_scores, best_index, scores, offset):
+    """Merge a chunk's (B, n) scores into each row's running top list (B, depth), best first.
+
+    Only scores above a row's current last entry can enter it, and after the first chunk those
+    are few: a top-k over the few (rather than over depth + n scores, which costs more the deeper
+    the list) gives the same list."""
+    depth = best_scores.shape[1]
+    above = scores > best_scores[:, -1:]
+    out_scores, out_index = best_scores.clone(), best_index.clone()
+    for row in torch.nonzero(above.any(dim=1)).flatten().tolist():
+        fresh = torch.nonzero(above[row]).flatten()
+        merged_scores = torch.cat([best_scores[row], scores[row, fresh]])
+        merged_index = torch.cat([best_index[row], fresh + offset])
+        top = torch.topk(merged_scores, depth)
+        out_scores[row], out_index[row] = top.values, merged_index[top.indices]
+    return out_scores, out_index

@@ -241,7 +241,7 @@ class RelationExtractor(EntityExtractor):
                 batch = self.inputs.build([pieces[w.doc_index][w.start : w.end] for w in batch_windows], prompt).to(device)
                 reps = self.model.represent(batch)
                 logits, span_rep = self.model.score_spans(reps)
-                by_doc = span_candidates(torch.sigmoid(logits), batch_windows, threshold)
+                by_doc = span_candidates(logits, batch_windows, threshold)
                 B, W = logits.shape[:2]
                 span_idx = span_index(B, W, K, device)
                 span_mask = span_idx[..., 1] < batch.num_words.to(device).view(B, 1)
