@@ -165,6 +165,29 @@ def mean_f1(domains: Dict[str, dict], threshold: str) -> float:
     return sum(d["by_threshold"][threshold]["f1"] for d in domains.values()) / max(1, len(domains))
 
 
+def markdown_table(report: dict) -> str:
+    """One row per side: steps, train seconds, F1 per domain and mean at 0.5, mean at 0.3."""
+    lines = [
+        "| trainer | steps | train s | F1 @0.5 " + " / ".join(ref.EVAL_DOMAINS) + " | mean @0.5 | mean @0.3 |",
+        "|---|---:|---:|---|---:|---:|",
+    ]
+    for name, side in report["sides"].items():
+        per_domain = " / ".join(f"{side['domains'][d]['by_threshold']['0.5']['f1'] * 100:.1f}" for d in ref.EVAL_DOMAINS)
+        lines.append(
+            f"| {name} | {side['steps']} | {side['wall_seconds']:.0f} | {per_domain} | "
+            f"{side['mean_f1']['0.5'] * 100:.1f} | {side['mean_f1']['0.3'] * 100:.1f} |"
+        )
+    if "ratios" in report:
+        r = report["ratios"]
+        lines.append("")
+        lines.append(
+            f"ours / reference: train time {r['train_seconds_ours_over_reference']:.2f}x, mean F1 "
+            + ", ".join(f"@{t} {r[f'mean_f1_{t}_ours_over_reference']:.2f}x" for t in ("0.5", "0.3")
+                        if r.get(f"mean_f1_{t}_ours_over_reference") is not None)
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=600)
@@ -230,11 +253,13 @@ def main(argv=None) -> dict:
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    args.out.with_suffix(".md").write_text(markdown_table(report), encoding="utf-8")
     for name, side in report["sides"].items():
         print(f"{name}: {side['wall_seconds']:.0f} s, mean F1 " + " ".join(f"@{t}={v * 100:.1f}" for t, v in side["mean_f1"].items()))
     if "ratios" in report:
         print("ratios ours/reference: " + ", ".join(f"{k}={v:.2f}" for k, v in report["ratios"].items() if v is not None))
-    print(f"wrote {args.out}")
+    print(markdown_table(report))
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     return report
 
 
