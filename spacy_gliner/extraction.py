@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .decoding import DecodedSpan, greedy_select, span_candidates, token_candidates
+from .label_retrieval import spans_inside
 from .modeling.checkpoint import GlinerCheckpoint
 from .modeling.inputs import MAX_PIECES_PER_WORD, InputBuilder
 from .modeling.label_cache import LabelVectorCache
@@ -275,8 +276,7 @@ class EntityExtractor:
             vectors_at=lambda positions: self.label_cache.vectors_for_rows(rows[positions], device),
             depth=deepest,
         ).cpu().numpy()  # (B, deepest) positions in label_texts, best first
-        words, widths = spans.shape[1:3]
-        inside = (torch.arange(words).view(1, -1, 1) + torch.arange(1, widths + 1).view(1, 1, -1)) <= lengths.view(-1, 1, 1)
+        inside = spans_inside(lengths, *spans.shape[1:3])
         found: Dict[int, List[DecodedSpan]] = {}
         open_windows = np.arange(len(batch_windows))
         begin, end = 0, min(retriever.top_k, deepest)

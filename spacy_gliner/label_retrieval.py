@@ -35,6 +35,13 @@ import torch
 POOLINGS = ("max", "mean", "max+mean")
 
 
+def spans_inside(lengths: torch.Tensor, words: int, widths: int) -> torch.Tensor:
+    """(B, W, K) bool: span (start i, width k + 1) ends inside its window of ``lengths[b]`` words."""
+    start = torch.arange(words).view(1, words, 1)
+    width = torch.arange(1, widths + 1).view(1, 1, widths)
+    return (start + width) <= lengths.cpu().view(-1, 1, 1)
+
+
 class LabelRetriever:
     """Per-window top-k labels by pooled span vectors (see the module docstring)."""
 
@@ -58,9 +65,7 @@ class LabelRetriever:
 
         Only spans inside the window count (start + width <= length), as in decoding."""
         batch, words, widths, _ = spans.shape
-        start = torch.arange(words, device=spans.device).view(1, words, 1)
-        width = torch.arange(1, widths + 1, device=spans.device).view(1, 1, widths)
-        valid = (start + width) <= lengths.to(spans.device).view(-1, 1, 1)  # (B, W, K)
+        valid = spans_inside(lengths, words, widths).to(spans.device)
         flat = spans.reshape(batch, words * widths, -1).float()
         mask = valid.reshape(batch, words * widths, 1)
         out = []

@@ -97,8 +97,10 @@ def test_loss_on_valid_spans_only_equals_the_full_computation(bc5cdr_docs):
 
 
 def test_optimizer_is_the_fused_adamw():
+    import torch
+
     trainer = new_pipeline().get_pipe("gliner_ner")._get_trainer()
-    assert isinstance(trainer.optimizer, __import__("torch").optim.AdamW)
+    assert isinstance(trainer.optimizer, torch.optim.AdamW)
     assert trainer.optimizer.defaults["fused"] is True
 
 
