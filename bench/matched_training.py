@@ -54,14 +54,14 @@ def parse_overrides(items: Sequence[str]) -> Dict[str, object]:
 
 def write_docbin(examples: List[dict], path: Path, vocab) -> None:
     """GLiNER-format examples -> DocBin with gold in ``doc.spans['sc']`` and the corpus name."""
-    from spacy.tokens import Doc, DocBin
+    from spacy.tokens import Doc, DocBin, Span
 
     from spacy_gliner.training.corpora import META_KEY
 
     docbin = DocBin(store_user_data=True)
     for ex in examples:
         doc = Doc(vocab, words=ex["tokenized_text"])
-        doc.spans["sc"] = [doc.char_span(doc[s].idx, doc[e].idx + len(doc[e]), label=label) for s, e, label in ex["ner"]]
+        doc.spans["sc"] = [Span(doc, s, e + 1, label=label) for s, e, label in ex["ner"]]  # GLiNER ends are inclusive
         doc.user_data[META_KEY] = {"corpus": ex["corpus"]}
         docbin.add(doc)
     docbin.to_disk(path)
@@ -93,7 +93,7 @@ def train_ours(args, steps: int, pool: List[dict], encoder: str, workdir: Path) 
     }
     config = load_config(args.config, overrides=overrides, interpolate=False)
     losses: List[dict] = []
-    clock = {}
+    updates = [0]
 
     t0 = time.perf_counter()
     nlp = init_nlp(config, use_gpu=-1)
@@ -102,14 +102,11 @@ def train_ours(args, steps: int, pool: List[dict], encoder: str, workdir: Path) 
     original_update = pipe.update
 
     def logged_update(examples, **kwargs):
-        clock.setdefault("first_update", time.perf_counter())
         before = dict(kwargs.get("losses") or {})
         result = original_update(examples, **kwargs)
-        step = len(losses) + 1
-        if step % max(1, steps // 10) == 0:
-            losses.append({"step": step, "loss": result["gliner_ner"] - before.get("gliner_ner", 0.0)})
-        else:
-            losses.append(None)
+        updates[0] += 1
+        if updates[0] % max(1, steps // 10) == 0:
+            losses.append({"step": updates[0], "loss": result["gliner_ner"] - before.get("gliner_ner", 0.0)})
         return result
 
     pipe.update = logged_update
@@ -122,10 +119,10 @@ def train_ours(args, steps: int, pool: List[dict], encoder: str, workdir: Path) 
         "init_seconds": init_seconds,
         "loop_seconds": loop_seconds,
         "wall_seconds": init_seconds + loop_seconds,
-        "steps": len(losses),
+        "steps": updates[0],
         "overrides": {k: v for k, v in overrides.items() if not k.startswith("paths.")},
         "training_settings": dict(pipe.training),
-        "loss_history": [entry for entry in losses if entry],
+        "loss_history": losses,
     }
 
 

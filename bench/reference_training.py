@@ -173,7 +173,6 @@ def load_train_set(data_dir: Path, name: str) -> List[dict]:
     return out
 
 
-
 def training_pool(data_dir: Path, train_sets: Sequence[str], n_examples: int, seed: int) -> Tuple[List[dict], Dict[str, int]]:
     """The training examples of a run: every set pooled, shuffled with ``seed``, the first
     ``n_examples`` kept (repeated, reshuffled, when the pool is smaller); and each set's size.

@@ -276,7 +276,7 @@ class EntityExtractor:
             vectors_at=lambda positions: self.label_cache.vectors_for_rows(rows[positions], device),
             depth=deepest,
         ).cpu().numpy()  # (B, deepest) positions in label_texts, best first
-        inside = spans_inside(lengths, *spans.shape[1:3])
+        inside = spans_inside(lengths, *spans.shape[1:3]).to(spans.device)
         found: Dict[int, List[DecodedSpan]] = {}
         open_windows = np.arange(len(batch_windows))
         begin, end = 0, min(retriever.top_k, deepest)
@@ -290,7 +290,7 @@ class EntityExtractor:
             if end >= deepest:
                 return found
             tail = torch.sigmoid(logits[..., (end - begin) // 2 :].amax(dim=-1))  # (b, W, K)
-            saturated = ((tail >= settings.threshold) & inside[open_windows].to(tail.device)).flatten(1).any(dim=1)
+            saturated = ((tail >= settings.threshold) & inside[open_windows]).flatten(1).any(dim=1)
             open_windows = open_windows[saturated.cpu().numpy()]
             if not len(open_windows):
                 return found
