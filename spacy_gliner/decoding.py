@@ -147,3 +147,20 @@ def greedy_select(candidates: Sequence[DecodedSpan], nested: bool, multi_label: 
 def best_non_overlapping(spans: Sequence[DecodedSpan]) -> List[DecodedSpan]:
     """The highest-scoring spans that do not overlap, for ``doc.ents``."""
     return greedy_select(spans, nested=False, multi_label=False)
+
+
+def merge_adjacent_same_label(spans: Sequence[DecodedSpan]) -> List[DecodedSpan]:
+    """Join runs of neighbouring spans (the next starts at the word where the previous ends) that
+    carry the same label, keeping the first span's score.
+
+    NuNER Zero predicts one word at a time (``max_width`` 1) and its model card joins neighbouring
+    words of one label into a single entity this way; spans arrive sorted by start.
+    """
+    merged: List[DecodedSpan] = []
+    for span in spans:
+        last = merged[-1] if merged else None
+        if last is not None and last.label == span.label and last.end == span.start:
+            merged[-1] = DecodedSpan(last.start, span.end, last.label, last.score)
+        else:
+            merged.append(span)
+    return merged

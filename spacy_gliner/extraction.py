@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .decoding import DecodedSpan, greedy_select, span_candidates, token_candidates
+from .decoding import DecodedSpan, greedy_select, merge_adjacent_same_label, span_candidates, token_candidates
 from .label_retrieval import spans_inside
 from .modeling.checkpoint import GlinerCheckpoint
 from .modeling.inputs import MAX_PIECES_PER_WORD, InputBuilder
@@ -28,6 +28,7 @@ class DecodeSettings:
     threshold: float = 0.5
     nested: bool = False
     multi_label: bool = False
+    merge_adjacent: bool = False  # join neighbouring same-label spans (NuNER Zero's recipe)
 
 
 def prompt_budget(inputs: InputBuilder) -> int:
@@ -207,7 +208,8 @@ class EntityExtractor:
             for doc_index, spans in found.items():
                 candidates.setdefault(doc_index, []).extend(spans)
         for doc_index, spans in candidates.items():
-            results[doc_index] = greedy_select(spans, settings.nested, settings.multi_label)
+            selected = greedy_select(spans, settings.nested, settings.multi_label)
+            results[doc_index] = merge_adjacent_same_label(selected) if settings.merge_adjacent else selected
         return results
 
     def _score_windows(self, windows, pieces, prompt, group, label_texts, settings) -> Dict[int, List[DecodedSpan]]:

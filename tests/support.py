@@ -3,13 +3,23 @@
 Heads are random (seeded), the encoder is the real pretrained all-MiniLM-L6-v2. Every
 checkpoint is built once per test session.
 """
+import atexit
 import json
 import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Every test session gets its own empty Hugging Face cache: the checkpoint zoo fills it the way
+# the hub would, and no test can lean on (or write into) the user's real cache.
+_HF_HOME = tempfile.mkdtemp(prefix="spacy-gliner-test-hf-")
+os.environ["HF_HOME"] = _HF_HOME
+for _variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "TRANSFORMERS_CACHE"):
+    os.environ.pop(_variable, None)
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WORD_SPLIT = re.compile(r"\w+(?:[-_]\w+)*|\S")  # the reference's whitespace word splitter
@@ -67,3 +77,56 @@ def crossner_labels(domain: str):
 
 def split_words(text: str):
     return [m.group() for m in WORD_SPLIT.finditer(text)]
+
+
+def reference_spans(model, texts, labels, flat, threshold, **options):
+    """Reference predictions as (start word, end word exclusive, label, score) per text."""
+    outputs = model.inference(texts, labels, flat_ner=flat, threshold=threshold, batch_size=4, **options)
+    result = []
+    for text, entities in zip(texts, outputs):
+        matches = list(WORD_SPLIT.finditer(text))
+        by_start = {m.start(): i for i, m in enumerate(matches)}
+        by_end = {m.end(): i for i, m in enumerate(matches)}
+        result.append([(by_start[e["start"]], by_end[e["end"]] + 1, e["label"], e["score"]) for e in entities])
+    return result
+
+
+def our_spans(nlp, texts, key="sc"):
+    from spacy.tokens import Doc
+
+    docs = [Doc(nlp.vocab, words=split_words(t)) for t in texts]
+    out = []
+    for doc in nlp.pipe(docs):
+        group = doc.spans[key]
+        out.append([(s.start, s.end, s.label_, score) for s, score in zip(group, group.attrs["scores"])])
+    return out
+
+
+def assert_same(reference, ours, tolerance=1e-4):
+    """Same spans and labels, scores within ``tolerance``; both sides ordered by (start, end, label)."""
+    import pytest
+
+    assert sum(map(len, reference)) > 0, "the comparison must cover real predictions"
+    assert len(reference) == len(ours)
+    for ref_doc, our_doc in zip(reference, ours):
+        ref_doc, our_doc = sorted(ref_doc, key=lambda s: s[:3]), sorted(our_doc, key=lambda s: s[:3])
+        assert [s[:3] for s in our_doc] == [s[:3] for s in ref_doc]
+        for ref_span, our_span in zip(ref_doc, our_doc):
+            assert our_span[3] == pytest.approx(ref_span[3], abs=tolerance)
+
+
+def moderate_threshold(scores, keep_fraction=0.5, min_gap=1e-4):
+    """A threshold that keeps about ``keep_fraction`` of ``scores``, placed in a gap between two
+    neighbouring scores so float noise between implementations cannot move a span across it.
+
+    Random-weight replicas score differently on every encoder and CPU; a fixed threshold can keep
+    nothing on one machine and everything on another."""
+    ordered = sorted(set(scores), reverse=True)
+    if len(ordered) < 2:
+        raise ValueError("need at least two distinct scores to place a threshold between")
+    target = max(1, int(len(ordered) * keep_fraction))
+    for offset in range(len(ordered)):
+        for index in (target + offset, target - offset):
+            if 1 <= index < len(ordered) and ordered[index - 1] - ordered[index] >= min_gap:
+                return (ordered[index - 1] + ordered[index]) / 2
+    raise ValueError("no gap between neighbouring scores to place a threshold in")

@@ -1,41 +1,8 @@
 """gliner_ner gives the reference package's spans, labels and scores on the same checkpoint."""
 import pytest
 import spacy
-from spacy.tokens import Doc
 
-from support import FAMILIES, WORD_SPLIT, crossner_labels, crossner_sentences, split_words
-
-
-def reference_spans(model, texts, labels, flat, threshold):
-    """Reference predictions as (start word, end word exclusive, label, score) per text."""
-    outputs = model.inference(texts, labels, flat_ner=flat, threshold=threshold, batch_size=4)
-    result = []
-    for text, entities in zip(texts, outputs):
-        matches = list(WORD_SPLIT.finditer(text))
-        by_start = {m.start(): i for i, m in enumerate(matches)}
-        by_end = {m.end(): i for i, m in enumerate(matches)}
-        result.append([(by_start[e["start"]], by_end[e["end"]] + 1, e["label"], e["score"]) for e in entities])
-    return result
-
-
-def our_spans(nlp, texts):
-    docs = [Doc(nlp.vocab, words=split_words(t)) for t in texts]
-    out = []
-    for doc in nlp.pipe(docs):
-        group = doc.spans["sc"]
-        out.append([(s.start, s.end, s.label_, score) for s, score in zip(group, group.attrs["scores"])])
-    return out
-
-
-def assert_same(reference, ours):
-    """Same spans and labels, scores within 1e-4; both sides ordered by (start, end, label)."""
-    assert sum(map(len, reference)) > 0, "the comparison must cover real predictions"
-    assert len(reference) == len(ours)
-    for ref_doc, our_doc in zip(reference, ours):
-        ref_doc, our_doc = sorted(ref_doc, key=lambda s: s[:3]), sorted(our_doc, key=lambda s: s[:3])
-        assert [s[:3] for s in our_doc] == [s[:3] for s in ref_doc]
-        for ref_span, our_span in zip(ref_doc, our_doc):
-            assert our_span[3] == pytest.approx(ref_span[3], abs=1e-4)
+from support import FAMILIES, assert_same, crossner_labels, crossner_sentences, our_spans, reference_spans
 
 
 PARITY_LABELS = crossner_labels("AI")[:5] + ["musical artist"]

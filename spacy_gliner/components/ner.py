@@ -29,6 +29,8 @@ DEFAULT_NER_CONFIG: Dict[str, Any] = {
     "threshold": 0.5,
     "nested": False,
     "multi_label": False,
+    "lowercase_labels": False,
+    "merge_adjacent": False,
     "spans_key": "sc",
     "overwrite_ents": False,
     "batch_size": 8,
@@ -59,6 +61,8 @@ def make_gliner_ner(
     threshold: float,
     nested: bool,
     multi_label: bool,
+    lowercase_labels: bool,
+    merge_adjacent: bool,
     spans_key: str,
     overwrite_ents: bool,
     batch_size: int,
@@ -81,6 +85,8 @@ def make_gliner_ner(
         threshold=threshold,
         nested=nested,
         multi_label=multi_label,
+        lowercase_labels=lowercase_labels,
+        merge_adjacent=merge_adjacent,
         spans_key=spans_key,
         overwrite_ents=overwrite_ents,
         batch_size=batch_size,
@@ -131,6 +137,8 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         threshold: float = 0.5,
         nested: bool = False,
         multi_label: bool = False,
+        lowercase_labels: bool = False,
+        merge_adjacent: bool = False,
         spans_key: str = "sc",
         overwrite_ents: bool = False,
         batch_size: int = 8,
@@ -159,11 +167,12 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         self.source = str(model) if model is not None else None
         self.new_model = check_new_model(new_model, "gliner_ner") if new_model is not None else None
         self.training = check_training_settings("gliner_ner", training or {}, DEFAULT_TRAINING)
-        self._label_names, self.label_texts = normalize_labels(labels, "gliner_ner 'labels'") if labels else ([], [])
         self.cfg: Dict[str, Any] = {
             "threshold": float(threshold),
             "nested": bool(nested),
             "multi_label": bool(multi_label),
+            "lowercase_labels": bool(lowercase_labels),
+            "merge_adjacent": bool(merge_adjacent),
             "spans_key": spans_key,
             "overwrite_ents": bool(overwrite_ents),
             "batch_size": optional_int(batch_size, "gliner_ner 'batch_size'", 1),
@@ -176,6 +185,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
             "compile": compile,
         }
         self.scorer = scorer
+        self._label_names, self.label_texts = self._normalize_labels(labels, "gliner_ner 'labels'") if labels else ([], [])
         self._extractor = None
         self._trainer = None
         self._batches = None
@@ -198,6 +208,14 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         check_checkpoint_files(directory)
         if self.label_texts:
             label_lengths(directory, self.label_texts)
+
+    def _normalize_labels(self, labels, where: str):
+        """Label names and the texts the model reads; lower-cased texts when ``lowercase_labels``
+        is set (NuNER Zero was trained on lower-case labels, and its model card says to pass them so)."""
+        names, texts = normalize_labels(labels, where)
+        if self.cfg.get("lowercase_labels"):
+            texts = [text.lower() for text in texts]
+        return names, texts
 
     @property
     def labels(self):
@@ -252,12 +270,12 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         not given, from the gold data; the data also gives each corpus's label set, from which
         training samples negative labels."""
         if labels is not None:
-            self._label_names, self.label_texts = normalize_labels(labels, f"{self.name} initialize 'labels'")
+            self._label_names, self.label_texts = self._normalize_labels(labels, f"{self.name} initialize 'labels'")
         if get_examples is not None:
             texts, problems = self._read_training_texts(get_examples)
             found = sorted({label for text in texts for _, _, label in text.spans})
             if not self._label_names:
-                self._label_names, self.label_texts = list(found), list(found)
+                self._label_names, self.label_texts = self._normalize_labels(found, f"{self.name} training labels")
             self.corpus_labels = labels_by_corpus(texts, lambda text: (label for _, _, label in text.spans))
             width = self.extractor.config.max_width if self.extractor.config.is_span_model else None
             if width:
@@ -312,7 +330,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         value at ``spacy.load``: a million labels there take minutes). They are checked in batches,
         and bi-encoder vectors computed for the new ones (progress bar), once the model is loaded.
         """
-        names, texts = normalize_labels(labels, f"{self.name}.add_labels")
+        names, texts = self._normalize_labels(labels, f"{self.name}.add_labels")
         known = set(self._label_names)
         fresh = [i for i, name in enumerate(names) if name not in known]
         if not fresh:
@@ -344,7 +362,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         docs = list(docs)
         self._require_labels()
         words = [doc_words(doc)[0] for doc in docs]
-        settings = DecodeSettings(self.cfg["threshold"], self.cfg["nested"], self.cfg["multi_label"])
+        settings = DecodeSettings(self.cfg["threshold"], self.cfg["nested"], self.cfg["multi_label"], self.cfg.get("merge_adjacent", False))
         return self.extractor.extract(words, self.label_texts, settings)
 
     def set_annotations(self, docs: Iterable[Doc], decoded) -> None:

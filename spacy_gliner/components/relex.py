@@ -253,15 +253,15 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
                 "use gliner_ner for it."
             )
         label_lengths(directory, self.label_texts + self.relation_texts)
-        if config.encoder_config is not None:
-            from ..extraction import prompt_budget
-            from ..modeling.checkpoint import _load_tokenizer
-            from ..modeling.inputs import InputBuilder
+        from ..extraction import prompt_budget
+        from ..modeling.checkpoint import open_tokenizers
+        from ..modeling.inputs import InputBuilder
 
-            inputs = InputBuilder(_load_tokenizer(directory, config.model_name, []), config)
-            length, limit = len(inputs.relex_prompt_ids(self.label_texts, self.relation_texts)), prompt_budget(inputs)
-            if length > limit:
-                raise ValueError(_prompt_too_long(len(self.label_texts), len(self.relation_texts), length, limit))
+        tokenizer, _ = open_tokenizers(directory, config)
+        inputs = InputBuilder(tokenizer, config)
+        length, limit = len(inputs.relex_prompt_ids(self.label_texts, self.relation_texts)), prompt_budget(inputs)
+        if length > limit:
+            raise ValueError(_prompt_too_long(len(self.label_texts), len(self.relation_texts), length, limit))
 
     @property
     def labels(self):

@@ -165,22 +165,98 @@ def read_weights(directory: Path) -> Dict[str, torch.Tensor]:
     raise CheckpointError(f"{directory} has no weights: expected {SAFETENSORS_FILE} or {TORCH_FILE}.")
 
 
-def _load_tokenizer(directory: Path, fallback_name: str, special_tokens: List[str]):
+def _load_tokenizer(directory: Path, fallback_name: Optional[str]):
+    """The tokenizer saved in ``directory``, else the base encoder's (older hub checkpoints ship
+    none), loaded as the reference loads it."""
     from transformers import AutoTokenizer
 
     if (directory / "tokenizer_config.json").exists():
-        return AutoTokenizer.from_pretrained(str(directory))
-    # Older hub checkpoints ship no tokenizer: the reference rebuilds it from the base encoder.
+        source = str(directory)
+    elif fallback_name:
+        source = fallback_name
+    else:
+        raise CheckpointError(f"{directory} has no tokenizer files and the config names no base encoder to take them from.")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(fallback_name)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except Exception as error:
+        hint = _missing_package_hint(error)
+        raise CheckpointError(
+            f"the tokenizer of {directory} cannot be loaded from {source!r} ({type(error).__name__}: {error}). "
+            + (hint or "Older GLiNER checkpoints take their tokenizer from the base encoder named in "
+               "gliner_config.json's 'model_name': have it in the local Hugging Face cache or pass a directory.")
+        ) from None
+    # The reference opts in to BOS/EOS where a tokenizer defines them (SentencePiece decoders).
+    if hasattr(tokenizer, "add_bos_token") and tokenizer.bos_token_id is not None:
+        tokenizer.add_bos_token = True
+    if hasattr(tokenizer, "add_eos_token") and tokenizer.eos_token_id is not None:
+        tokenizer.add_eos_token = True
+    return tokenizer
+
+
+def _missing_package_hint(error: Exception) -> Optional[str]:
+    text = str(error).lower()
+    for package in ("sentencepiece", "protobuf", "tiktoken"):
+        if package in text:
+            return f"The tokenizer needs the '{package}' package: pip install {package}."
+    return None
+
+
+def _base_encoder_config(name: Optional[str], vocab_size: int, directory: Path) -> Dict[str, Any]:
+    if not name:
+        raise CheckpointError(f"{directory}: gliner_config.json has no encoder config and names no base encoder ('model_name').")
+    try:
+        return encoder_config_from_pretrained(name, vocab_size)
     except Exception as error:
         raise CheckpointError(
-            f"{directory} has no tokenizer files and the base encoder tokenizer {fallback_name!r} "
-            f"cannot be loaded ({type(error).__name__}: {error})."
+            f"{directory}: gliner_config.json holds no encoder config, so it is read from the base encoder "
+            f"{name!r}, which cannot be loaded ({type(error).__name__}: {error}). Have {name!r} in the local "
+            "Hugging Face cache (huggingface-cli download) or point 'model_name' at a local directory."
         ) from None
-    if special_tokens:
-        tokenizer.add_tokens(special_tokens, special_tokens=True)
-    return tokenizer
+
+
+def prompt_special_tokens(config: GlinerConfig) -> List[str]:
+    """The prompt tokens the reference adds to a tokenizer, in its order (the order fixes their ids)."""
+    if config.relex:
+        return [config.ent_token, config.sep_token, config.rel_token]
+    return ["[FLERT]", config.ent_token, config.sep_token]
+
+
+def open_tokenizers(directory: Path, config: GlinerConfig) -> Tuple[Any, Optional[Any]]:
+    """Text and label tokenizers of a checkpoint, and the config completed as the reference does.
+
+    Hub checkpoints come in several layouts. Newer ones embed ``encoder_config`` and ship their
+    tokenizer with the prompt tokens already added; older ones hold only ``gliner_config.json``
+    and weights, naming the base encoder in ``model_name``. For those the encoder config is the
+    base encoder's (its ``vocab_size`` replaced by the config's when given), and when
+    ``class_token_index`` or ``vocab_size`` is unset the prompt tokens are added to the tokenizer
+    and the word-embedding table is sized to the grown tokenizer, exactly as when it was trained.
+    """
+    tokenizer = _load_tokenizer(directory, config.model_name)
+    label_tokenizer = None
+    if config.bi_encoder:
+        label_tokenizer = _load_tokenizer(directory / LABELS_TOKENIZER_DIR, config.labels_encoder_name)
+    if config.encoder_config is None:
+        config.encoder_config = _base_encoder_config(config.model_name, config.vocab_size, directory)
+    if config.bi_encoder and config.labels_encoder_config is None:
+        config.labels_encoder_config = _base_encoder_config(config.labels_encoder_name, config.vocab_size, directory)
+    if config.class_token_index == -1 or config.vocab_size == -1:
+        tokenizer.add_tokens(prompt_special_tokens(config), special_tokens=True)
+        if not config.bi_encoder:  # a bi-encoder's text tower never reads prompt tokens: no resize
+            size = len(tokenizer)
+            config.class_token_index = size - (3 if config.relex else 2)
+            if config.relex:
+                config.rel_token_index = size - 1
+            if size != config.vocab_size:
+                config.vocab_size = size
+                config.encoder_config["vocab_size"] = size
+    if not config.bi_encoder:
+        ent_id = tokenizer.convert_tokens_to_ids(config.ent_token)
+        if config.class_token_index != ent_id:
+            raise CheckpointError(
+                f"{directory}: class_token_index is {config.class_token_index} but the tokenizer maps "
+                f"{config.ent_token!r} to {ent_id}; the tokenizer does not belong to these weights."
+            )
+    return tokenizer, label_tokenizer
 
 
 def check_checkpoint_files(directory: Path) -> GlinerConfig:
@@ -197,10 +273,7 @@ def label_lengths(directory: Path, label_texts) -> None:
     from ..extraction import EntityExtractor
 
     config = read_config(directory)
-    if config.encoder_config is None:
-        return  # needs the base encoder's config; checked when the model loads
-    tokenizer = _load_tokenizer(directory, config.model_name, [])
-    label_tokenizer = _load_tokenizer(directory / LABELS_TOKENIZER_DIR, config.labels_encoder_name, []) if config.bi_encoder else None
+    tokenizer, label_tokenizer = open_tokenizers(directory, config)
     EntityExtractor.check_label_lengths(InputBuilder(tokenizer, config, label_tokenizer), label_texts)
 
 
@@ -208,24 +281,7 @@ def load_checkpoint(name_or_path: Union[str, Path], extra_prefixes: List[Tuple[s
     directory = resolve_checkpoint_dir(name_or_path)
     config = read_config(directory)
     weights = read_weights(directory)
-    if config.encoder_config is None:
-        config.encoder_config = encoder_config_from_pretrained(config.model_name, config.vocab_size)
-    if config.bi_encoder and config.labels_encoder_config is None:
-        config.labels_encoder_config = encoder_config_from_pretrained(config.labels_encoder_name)
-    special = [] if config.bi_encoder else ["[FLERT]", config.ent_token, config.sep_token]
-    if config.relex:
-        special.append(config.rel_token)
-    tokenizer = _load_tokenizer(directory, config.model_name, special)
-    label_tokenizer = None
-    if config.bi_encoder:
-        label_tokenizer = _load_tokenizer(directory / LABELS_TOKENIZER_DIR, config.labels_encoder_name, [])
-    if not config.bi_encoder:
-        ent_id = tokenizer.convert_tokens_to_ids(config.ent_token)
-        if config.class_token_index != ent_id:
-            raise CheckpointError(
-                f"{directory}: class_token_index is {config.class_token_index} but the tokenizer maps "
-                f"{config.ent_token!r} to {ent_id}; the tokenizer does not belong to these weights."
-            )
+    tokenizer, label_tokenizer = open_tokenizers(directory, config)
     model = GlinerModel.from_config(config)
     load_state_strictly(model, to_our_keys(weights, list(extra_prefixes) + relation_prefixes(config)), str(directory))
     model.eval()

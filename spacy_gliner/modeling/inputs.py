@@ -29,15 +29,26 @@ def sequence_limit(tokenizer, encoder_config) -> int:
     return int(min(limit, 100_000))
 
 
+def special_ids_around_text(tokenizer) -> Tuple[List[int], List[int]]:
+    """The ids a tokenizer puts before and after a sequence ([CLS] ... [SEP], <s> ... </s>).
+
+    Read from a real encoding rather than ``build_inputs_with_special_tokens``, which tokenizers
+    defined only by a ``tokenizer.json`` post-processor (ModernBERT's) do not implement.
+    """
+    plain = tokenizer(["a"], is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    full = tokenizer(["a"], is_split_into_words=True, add_special_tokens=True)["input_ids"]
+    for at in range(len(full) - len(plain) + 1):
+        if full[at : at + len(plain)] == plain:
+            return full[:at], full[at + len(plain):]
+    raise ValueError(f"cannot tell where {type(tokenizer).__name__} puts its special tokens")
+
+
 class InputBuilder:
     def __init__(self, tokenizer, config: GlinerConfig, label_tokenizer=None):
         self.tokenizer = tokenizer
         self.label_tokenizer = label_tokenizer
         self.config = config
-        probe = tokenizer.build_inputs_with_special_tokens([-1])
-        at = probe.index(-1)
-        self.prefix_ids: List[int] = probe[:at]
-        self.suffix_ids: List[int] = probe[at + 1:]
+        self.prefix_ids, self.suffix_ids = special_ids_around_text(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.unk_id = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else self.pad_id
         self._prompt_cache: Dict[Tuple[str, ...], List[int]] = {}

