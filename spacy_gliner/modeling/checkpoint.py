@@ -291,7 +291,12 @@ def load_checkpoint(name_or_path: Union[str, Path], extra_prefixes: List[Tuple[s
 def load_state_strictly(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
     expected = model.state_dict()
     state = {k: v for k, v in state.items() if k in expected or not k.endswith(_IGNORABLE_SUFFIXES)}
-    missing = sorted(k for k in expected if k not in state and not k.endswith(_IGNORABLE_SUFFIXES))
+    supplied = set(state)
+    for names in tied_parameter_names(model):
+        # Tied weights (T5's shared / encoder.embed_tokens) are one tensor saved under one name.
+        if supplied.intersection(names):
+            supplied.update(names)
+    missing = sorted(k for k in expected if k not in supplied and not k.endswith(_IGNORABLE_SUFFIXES))
     unexpected = sorted(k for k in state if k not in expected)
     if missing or unexpected:
         parts = []
@@ -313,6 +318,14 @@ def load_state_strictly(model: torch.nn.Module, state: Dict[str, torch.Tensor], 
     model.load_state_dict(state, strict=False)
 
 
+def tied_parameter_names(model: torch.nn.Module) -> List[List[str]]:
+    """Groups of parameter names that share one tensor."""
+    groups: Dict[int, List[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(parameter), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
 def save_checkpoint(checkpoint: GlinerCheckpoint, directory: Union[str, Path], extra_prefixes=()) -> None:
     from safetensors.torch import save_file
 
@@ -321,6 +334,9 @@ def save_checkpoint(checkpoint: GlinerCheckpoint, directory: Union[str, Path], e
     (directory / CONFIG_FILE).write_text(json.dumps(checkpoint.config.to_dict(), indent=2), encoding="utf8")
     state = {k: v.detach().cpu().contiguous() for k, v in checkpoint.model.state_dict().items()}
     state = {k: v for k, v in state.items() if not k.endswith(_IGNORABLE_SUFFIXES)}
+    for names in tied_parameter_names(checkpoint.model):
+        for name in names[1:]:  # safetensors stores a shared tensor once
+            state.pop(name, None)
     extra = list(extra_prefixes) + relation_prefixes(checkpoint.config)
     save_file(to_reference_keys(state, extra), str(directory / SAFETENSORS_FILE))
     checkpoint.tokenizer.save_pretrained(str(directory))
