@@ -35,3 +35,18 @@ def reference_models(checkpoints):
         return loaded[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def hub_families():
+    """zoo family name -> its hub id, the replica built into the session's hub cache on first use."""
+    from zoo.families import ALL_FAMILIES, build_family
+
+    built = {}
+
+    def get(name: str) -> str:
+        if name not in built:
+            built[name] = build_family(ALL_FAMILIES[name])
+        return built[name]
+
+    return get

@@ -12,24 +12,12 @@ import pytest
 import spacy
 
 from support import assert_same, crossner_labels, crossner_sentences, moderate_threshold, our_spans, reference_spans
-from zoo.families import FAMILIES, build_family
+from zoo.families import FAMILIES
 from zoo.hub import hub_cache_dir
 
 LABELS = crossner_labels("AI")[:5] + ["musical artist"]
 TEXTS = crossner_sentences("AI", 3) + crossner_sentences("music", 3)
 SCORE_TOLERANCE = 1e-5
-
-
-@pytest.fixture(scope="module")
-def hub_families():
-    built = {}
-
-    def get(name):
-        if name not in built:
-            built[name] = build_family(FAMILIES[name])
-        return built[name]
-
-    return get
 
 
 def reference_model(hub_id):

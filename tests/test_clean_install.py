@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from support import our_spans
-from zoo.families import FAMILIES, build_family
 
 REPO = Path(__file__).resolve().parents[1]
 # Pinned only so that pip takes the CPU build of torch and the transformers this project is tested
@@ -30,8 +29,8 @@ print(json.dumps([[s.start, s.end, s.label_, score] for s, score in zip(group, g
 
 
 @pytest.mark.slow
-def test_pip_install_alone_loads_a_deberta_v3_hub_checkpoint(tmp_path):
-    hub_id = build_family(FAMILIES["gliner_v2_1"])
+def test_pip_install_alone_loads_a_deberta_v3_hub_checkpoint(tmp_path, hub_families):
+    hub_id = hub_families("gliner_v2_1")
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"

