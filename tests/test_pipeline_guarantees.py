@@ -134,3 +134,50 @@ def test_n_process_2_under_spawn_gives_the_single_process_output(checkpoints, re
     assert result["method"] == "spawn"
     assert any(doc[2] for doc in result["single"]) and any(doc[3] for doc in result["single"])
     assert result["spawned"] == result["single"]
+
+
+# -- 4. span groups: idempotent re-runs, users' groups never merged into ----------------------------
+
+
+def test_running_a_doc_again_replaces_our_group_instead_of_appending(checkpoints):
+    nlp = ner_nlp(checkpoints("uni_sharp"))
+    doc = nlp(TEXTS[0])
+    first = [(s.start, s.end, s.label_) for s in doc.spans["sc"]], list(doc.spans["sc"].attrs["scores"]), list(doc.ents)
+    assert first[0]
+    doc = nlp(nlp(doc))
+    assert ([(s.start, s.end, s.label_) for s in doc.spans["sc"]], list(doc.spans["sc"].attrs["scores"]), list(doc.ents)) == first
+    # Recognised as ours after a round trip through bytes too (the marker is in the group's attrs).
+    restored = nlp(Doc(nlp.vocab).from_bytes(doc.to_bytes()))
+    assert [(s.start, s.end, s.label_) for s in restored.spans["sc"]] == first[0]
+
+
+def test_relex_rerun_is_idempotent(relex_models):
+    nlp = relex_nlp(relex_models["mlp"][1], **RELEX_SETTINGS)
+    doc = nlp(conll04_texts(1)[0])
+    first = annotations(doc)
+    assert first[1]["sc"][0]
+    assert annotations(nlp(doc)) == first
+
+
+def test_a_users_group_under_our_key_is_kept_whole_or_replaced_on_request(checkpoints):
+    def users_doc(nlp):
+        doc = nlp.make_doc(TEXTS[0])
+        group = SpanGroup(doc, name="sc", spans=[Span(doc, 0, 1, label="USER"), Span(doc, 2, 4, label="USER")])
+        group.attrs["scores"] = [0.9, 0.8]
+        group.attrs["annotator"] = "alice"
+        doc.spans["sc"] = group
+        return doc
+
+    nlp = ner_nlp(checkpoints("uni_sharp"))
+    doc = users_doc(nlp)
+    with pytest.raises(ValueError, match=r"doc.spans\['sc'\].*'spans_key'.*'overwrite_ents'"):
+        nlp(doc)
+    group = doc.spans["sc"]
+    assert [(s.start, s.end, s.label_) for s in group] == [(0, 1, "USER"), (2, 4, "USER")]
+    assert group.attrs == {"scores": [0.9, 0.8], "annotator": "alice"}
+    assert not doc.ents
+    # Another key leaves the user's group alone; overwrite_ents replaces it, as it replaces ents.
+    doc = ner_nlp(checkpoints("uni_sharp"), spans_key="gliner")(users_doc(nlp))
+    assert doc.spans["sc"].attrs["annotator"] == "alice" and len(doc.spans["gliner"]) > 0
+    doc = ner_nlp(checkpoints("uni_sharp"), overwrite_ents=True)(users_doc(nlp))
+    assert "USER" not in {s.label_ for s in doc.spans["sc"]} and "annotator" not in doc.spans["sc"].attrs

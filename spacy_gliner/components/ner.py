@@ -367,7 +367,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
 
     def set_annotations(self, docs: Iterable[Doc], decoded) -> None:
         for doc, spans in zip(docs, decoded):
-            write_entities(doc, spans, self._label_names, self.cfg["spans_key"], self.cfg["overwrite_ents"])
+            write_entities(doc, spans, self._label_names, self.cfg["spans_key"], self.cfg["overwrite_ents"], self.name)
 
     # -- serialization ------------------------------------------------------------------------
     def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:

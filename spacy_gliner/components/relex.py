@@ -437,7 +437,7 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
                 doc_spans, relations = list(doc.ents), result
             else:
                 doc_spans = write_entities(
-                    doc, result.entities, self._label_names, self.cfg["spans_key"], self.cfg["overwrite_ents"]
+                    doc, result.entities, self._label_names, self.cfg["spans_key"], self.cfg["overwrite_ents"], self.name
                 )
                 relations = result.relations
             found = []
