@@ -181,3 +181,98 @@ def test_a_users_group_under_our_key_is_kept_whole_or_replaced_on_request(checkp
     assert doc.spans["sc"].attrs["annotator"] == "alice" and len(doc.spans["gliner"]) > 0
     doc = ner_nlp(checkpoints("uni_sharp"), overwrite_ents=True)(users_doc(nlp))
     assert "USER" not in {s.label_ for s in doc.spans["sc"]} and "annotator" not in doc.spans["sc"].attrs
+
+
+# -- 1. prompt and special tokens inside labels ----------------------------------------------------
+
+
+@pytest.mark.parametrize("labels, token", [
+    (["person", "foo <<ENT>> bar", "city"], "<<ENT>>"),
+    (["<<ENT>>"], "<<ENT>>"),
+    (["person <<SEP>>"], "<<SEP>>"),
+    (["[FLERT] city"], "[FLERT]"),
+    (["person", "city [SEP]"], "[SEP]"),
+    ({"person": "a human [CLS] being"}, "[CLS]"),
+])
+def test_special_tokens_in_labels_fail_at_add_pipe(checkpoints, labels, token):
+    with pytest.raises(ValueError, match=r"label .* contains '" + __import__("re").escape(token) + "'"):
+        ner_nlp(checkpoints("uni_markerV0"), labels=labels)
+
+
+def test_special_tokens_in_labels_fail_at_initialize_and_add_labels_changing_nothing(checkpoints):
+    nlp = ner_nlp(checkpoints("uni_markerV0"))
+    pipe = nlp.get_pipe("gliner_ner")
+    with pytest.raises(ValueError, match="'<<ENT>>'"):
+        pipe.initialize(labels=["person", "foo <<ENT>> bar", "city"])
+    with pytest.raises(ValueError, match="'<<ENT>>'"):
+        pipe.add_labels(["country", "<<ENT>>"])
+    with pytest.raises(ValueError, match="'<<SEP>>'"):
+        pipe.add_label("x", "a <<SEP>> b")
+    assert list(pipe.labels) == LABELS and pipe.label_texts == LABELS
+
+
+def test_relation_holding_the_relation_token_fails_at_add_pipe_and_initialize(relex_models):
+    with pytest.raises(ValueError, match="'<<REL>>'"):
+        relex_nlp(relex_models["mlp"][1], relations=["works for", "<<REL>>", "born in"])
+    pipe = relex_nlp(relex_models["mlp"][1]).get_pipe("gliner_relex")
+    with pytest.raises(ValueError, match="'<<REL>>'"):
+        pipe.initialize(relations=["works for", "x <<REL>> y"])
+    assert list(pipe.relation_labels) == RELATIONS
+
+
+def test_hub_checkpoint_labels_are_checked_at_first_load(checkpoints, monkeypatch):
+    """A hub id is not read at add_pipe; the check happens when the tokenizer is first known."""
+    nlp = spacy.blank("en")
+    pipe = nlp.add_pipe("gliner_ner", config={"model": "org/some-gliner", "labels": ["person", "a <<ENT>> b"]})
+    monkeypatch.setattr("spacy_gliner.modeling.checkpoint.resolve_checkpoint_dir", lambda _: checkpoints("uni_markerV0"))
+    with pytest.raises(ValueError, match="'<<ENT>>'"):
+        nlp("Barack Obama visited Paris.")
+    assert pipe._extractor is None
+
+
+def test_bi_encoder_label_tower_special_tokens_change_the_label_and_are_refused(checkpoints):
+    """[SEP] in a bi-encoder label is read as a sequence boundary, not as text: the label tower
+    sees other ids than for the same characters in plain text, so the label is refused."""
+    from spacy_gliner.modeling.checkpoint import open_tokenizers, read_config
+
+    directory = checkpoints("bi_span")
+    _, label_tokenizer = open_tokenizers(directory, read_config(directory))
+    ids = label_tokenizer("city [SEP] town", add_special_tokens=False)["input_ids"]
+    assert label_tokenizer.sep_token_id in ids, "the label tokenizer parses [SEP] as its boundary token"
+    with pytest.raises(ValueError, match="'\\[SEP\\]', a special token of the label tokenizer"):
+        ner_nlp(directory, labels=["person", "city [SEP] town"])
+    # The text tower's prompt tokens never reach the label tower: harmless there, so accepted.
+    assert ner_nlp(directory, labels=["person", "a <<ENT>> b"]).get_pipe("gliner_ner").labels == ("person", "a <<ENT>> b")
+
+
+def test_labels_an_uncased_tokenizer_cannot_tell_apart_are_named_in_a_warning(checkpoints):
+    with pytest.warns(UserWarning, match="cannot tell apart.*'Person' / 'person' / 'PERSON'"):
+        ner_nlp(checkpoints("uni_markerV0"), labels=["Person", "person", "PERSON", "city"])
+
+
+# -- 3. a failed initialize / add_labels changes nothing --------------------------------------------
+
+
+def test_failed_ner_initialize_keeps_the_previous_labels(checkpoints):
+    nlp = ner_nlp(checkpoints("uni_markerV0"))
+    pipe = nlp.get_pipe("gliner_ner")
+    before = [[(s.start, s.end, s.label_) for s in doc.spans["sc"]] for doc in nlp.pipe(TEXTS[:2])]
+    with pytest.raises(ValueError, match="subwords but at most"):
+        pipe.initialize(labels=["person", "word " * 600])
+    with pytest.raises(ValueError, match="subwords but at most"):
+        pipe.add_labels(["country", "word " * 600])
+    assert list(pipe.labels) == LABELS
+    assert [[(s.start, s.end, s.label_) for s in doc.spans["sc"]] for doc in nlp.pipe(TEXTS[:2])] == before
+
+
+def test_failed_relex_initialize_keeps_labels_and_relations(relex_models):
+    nlp = relex_nlp(relex_models["mlp"][1], **RELEX_SETTINGS)
+    pipe = nlp.get_pipe("gliner_relex")
+    text = conll04_texts(1)[0]
+    before = annotations(nlp(text))
+    with pytest.raises(ValueError, match="collides"):
+        pipe.initialize(labels=["works for"])
+    assert list(pipe.labels) == ENTITY_LABELS and list(pipe.relation_labels) == RELATIONS
+    after = annotations(nlp(text))
+    assert "works for" not in {label for _, _, label in after[0]}
+    assert after == before
