@@ -37,6 +37,60 @@ def prompt_budget(inputs: InputBuilder) -> int:
     return text_budget - max(MAX_PIECES_PER_WORD, text_budget // 2)
 
 
+def reserved_tokens(inputs: InputBuilder) -> Dict[str, str]:
+    """Token -> what it is, for every token a label must not contain.
+
+    Uni-encoders read labels inside the text tokenizer's prompt, where a prompt token would open
+    a new label column (shifting every label after it) or end the prompt early, and the
+    tokenizer's own special tokens ([CLS], [SEP], ...) mark sequence boundaries. Bi-encoders read
+    labels with the label tokenizer alone: its special tokens are parsed as boundaries, not as
+    the characters the user wrote, so the label tower reads another label than the one named.
+    """
+    config = inputs.config
+    reserved: Dict[str, str] = {}
+    if config.bi_encoder and inputs.label_tokenizer is not None:
+        for token in inputs.label_tokenizer.all_special_tokens:
+            reserved.setdefault(token, "a special token of the label tokenizer")
+        return reserved
+    for token in ("[FLERT]", config.ent_token, config.sep_token, config.rel_token):
+        if token:
+            reserved.setdefault(token, "a GLiNER prompt token")
+    for token in inputs.tokenizer.all_special_tokens:
+        reserved.setdefault(token, "a special token of the tokenizer")
+    return reserved
+
+
+def check_label_tokens(inputs: InputBuilder, label_texts: Sequence[str]) -> None:
+    """Raise if a label holds a reserved token (see :func:`reserved_tokens`); warn about labels
+    whose subword ids are identical (``Person`` / ``person`` on an uncased encoder), which the
+    model therefore scores identically."""
+    reserved = reserved_tokens(inputs)
+    for text in label_texts:
+        for token, what in reserved.items():
+            if token in text:
+                raise ValueError(
+                    f"label {text[:80]!r} contains {token!r}, {what} of this checkpoint; the model would not "
+                    "read the label as written. Remove or rephrase it."
+                )
+    if len(label_texts) < 2:
+        return
+    tokenizer = inputs.label_tokenizer if inputs.config.bi_encoder and inputs.label_tokenizer is not None else inputs.tokenizer
+    ids = tokenizer(list(label_texts), add_special_tokens=False, verbose=False)["input_ids"]
+    same: Dict[tuple, List[str]] = {}
+    for text, label_ids in zip(label_texts, ids):
+        same.setdefault(tuple(label_ids), []).append(text)
+    clashes = [texts for texts in same.values() if len(texts) > 1]
+    if clashes:
+        import warnings
+
+        listed = "; ".join(" / ".join(repr(t) for t in texts) for texts in clashes[:10])
+        warnings.warn(
+            f"labels the tokenizer cannot tell apart (same subword ids, so the same scores): {listed}. "
+            "Keep one of each.",
+            stacklevel=3,
+        )
+
+
 class EntityExtractor:
     """Runs one loaded GLiNER checkpoint over documents given as word lists.
 
@@ -105,7 +159,9 @@ class EntityExtractor:
 
     @staticmethod
     def check_label_lengths(inputs: InputBuilder, label_texts: Sequence[str]) -> None:
-        """Raise if a label cannot be read whole by the model."""
+        """Raise if a label cannot be read whole by the model (too long, or holding a special
+        token); warn about labels the tokenizer cannot tell apart."""
+        check_label_tokens(inputs, label_texts)
         if inputs.config.bi_encoder:
             limit = inputs.label_max_tokens
             lengths = inputs.label_token_lengths(label_texts)

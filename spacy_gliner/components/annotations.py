@@ -21,23 +21,31 @@ def to_doc_span(doc: Doc, token_ids: Sequence[int], start: int, end: int, label:
     return Span(doc, token_ids[start], token_ids[end - 1] + 1, label=label)
 
 
-def write_span_group(doc: Doc, key: str, spans: Sequence[Span], scores: Sequence[float]) -> None:
-    """Add spans and their scores to ``doc.spans[key]``, keeping spans already there.
+# attrs key marking a span group a gliner component wrote, with the component's name as value:
+# how a re-run recognises its own earlier output (it survives doc.to_bytes with the group).
+OWNER_ATTR = "spacy_gliner_component"
 
-    Spans another component or the user put in the group stay; their scores are ``None`` when
-    they came without any.
+
+def write_span_group(doc: Doc, key: str, spans: Sequence[Span], scores: Sequence[float], owner: str, overwrite: bool) -> None:
+    """Put spans and their scores in ``doc.spans[key]`` as a group marked as ``owner``'s.
+
+    The group a previous run of the same component wrote is replaced, so running a doc again
+    gives the same group. A group someone else wrote under ``key`` is never merged into: it is
+    replaced only when ``overwrite`` (the component's ``overwrite_ents``) asks for it, else the
+    call raises before changing the doc.
     """
-    if key in doc.spans:
+    if key in doc.spans and not overwrite:
         existing = doc.spans[key]
-        old_scores = list(existing.attrs.get("scores", [None] * len(existing)))
-        if len(old_scores) != len(existing):
-            old_scores = [None] * len(existing)
-        pairs = list(zip(existing, old_scores)) + list(zip(spans, scores))
-    else:
-        pairs = list(zip(spans, scores))
-    pairs.sort(key=lambda pair: (pair[0].start, pair[0].end))
-    group = SpanGroup(doc, name=key, spans=[span for span, _ in pairs])
-    group.attrs["scores"] = [None if score is None else float(score) for _, score in pairs]
+        if existing.attrs.get(OWNER_ATTR) != owner:
+            raise ValueError(
+                f"{owner}: doc.spans[{key!r}] already holds a span group this component did not write "
+                f"({len(existing)} spans). It is kept as it is; set this component's 'spans_key' to another key, "
+                "or 'overwrite_ents' = true to replace it."
+            )
+    order = sorted(range(len(spans)), key=lambda i: (spans[i].start, spans[i].end))
+    group = SpanGroup(doc, name=key, spans=[spans[i] for i in order])
+    group.attrs["scores"] = [float(scores[i]) for i in order]
+    group.attrs[OWNER_ATTR] = owner
     doc.spans[key] = group
 
 
@@ -57,15 +65,15 @@ def merge_entities(doc: Doc, ents: Sequence[Span], overwrite: bool) -> None:
     doc.set_ents(sorted(kept, key=lambda span: span.start))
 
 
-def write_entities(doc: Doc, spans, label_names: Sequence[str], spans_key: str, overwrite_ents: bool) -> List[Span]:
-    """Decoded spans -> ``doc.spans[spans_key]`` (all, with scores) and ``doc.ents`` (the best
-    non-overlapping ones, merged). The one way every gliner component writes entities; returns
-    the doc spans in the order of ``spans``."""
+def write_entities(doc: Doc, spans, label_names: Sequence[str], spans_key: str, overwrite_ents: bool, owner: str) -> List[Span]:
+    """Decoded spans -> ``doc.spans[spans_key]`` (all, with scores; see :func:`write_span_group`)
+    and ``doc.ents`` (the best non-overlapping ones, merged). The one way every gliner component
+    writes entities; returns the doc spans in the order of ``spans``."""
     from ..decoding import best_non_overlapping
 
     _, token_ids = doc_words(doc)
     by_span = {s: to_doc_span(doc, token_ids, s.start, s.end, label_names[s.label]) for s in spans}
-    write_span_group(doc, spans_key, list(by_span.values()), [s.score for s in spans])
+    write_span_group(doc, spans_key, list(by_span.values()), [s.score for s in spans], owner, overwrite_ents)
     merge_entities(doc, [by_span[s] for s in best_non_overlapping(spans)], overwrite_ents)
     return [by_span[s] for s in spans]
 

@@ -269,24 +269,31 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         """Load (or build) the model. Labels come from ``[initialize.components.<name>]`` or, when
         not given, from the gold data; the data also gives each corpus's label set, from which
         training samples negative labels."""
-        if labels is not None:
-            self._label_names, self.label_texts = self._normalize_labels(labels, f"{self.name} initialize 'labels'")
-        if get_examples is not None:
-            texts, problems = self._read_training_texts(get_examples)
-            found = sorted({label for text in texts for _, _, label in text.spans})
-            if not self._label_names:
-                self._label_names, self.label_texts = self._normalize_labels(found, f"{self.name} training labels")
-            self.corpus_labels = labels_by_corpus(texts, lambda text: (label for _, _, label in text.spans))
-            width = self.extractor.config.max_width if self.extractor.config.is_span_model else None
-            if width:
-                problems["gold spans wider than max_width (not learnable by a span model)"] += sum(
-                    1 for text in texts for start, end, _ in text.spans if end - start > width
-                )
-            warn_counts(self.name, "training data", problems)
-        self._require_labels()
-        self.extractor.check_labels(self.label_texts)
-        if self.extractor.label_cache is not None:
-            self.extractor.prepare_label_vectors(self.label_texts)
+        # A call that raises leaves the component as it was: labels are set first because reading
+        # the gold data uses their descriptions, and put back if anything fails.
+        before = (list(self._label_names), list(self.label_texts), dict(self.corpus_labels))
+        try:
+            if labels is not None:
+                self._label_names, self.label_texts = self._normalize_labels(labels, f"{self.name} initialize 'labels'")
+            if get_examples is not None:
+                texts, problems = self._read_training_texts(get_examples)
+                found = sorted({label for text in texts for _, _, label in text.spans})
+                if not self._label_names:
+                    self._label_names, self.label_texts = self._normalize_labels(found, f"{self.name} training labels")
+                self.corpus_labels = labels_by_corpus(texts, lambda text: (label for _, _, label in text.spans))
+                width = self.extractor.config.max_width if self.extractor.config.is_span_model else None
+                if width:
+                    problems["gold spans wider than max_width (not learnable by a span model)"] += sum(
+                        1 for text in texts for start, end, _ in text.spans if end - start > width
+                    )
+                warn_counts(self.name, "training data", problems)
+            self._require_labels()
+            self.extractor.check_labels(self.label_texts)
+            if self.extractor.label_cache is not None:
+                self.extractor.prepare_label_vectors(self.label_texts)
+        except BaseException:
+            (self._label_names, self.label_texts, self.corpus_labels) = before
+            raise
 
     # -- training ---------------------------------------------------------------------------
     def _after_update(self) -> None:
@@ -367,7 +374,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
 
     def set_annotations(self, docs: Iterable[Doc], decoded) -> None:
         for doc, spans in zip(docs, decoded):
-            write_entities(doc, spans, self._label_names, self.cfg["spans_key"], self.cfg["overwrite_ents"])
+            write_entities(doc, spans, self._label_names, self.cfg["spans_key"], self.cfg["overwrite_ents"], self.name)
 
     # -- serialization ------------------------------------------------------------------------
     def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:

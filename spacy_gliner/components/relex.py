@@ -316,31 +316,40 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
         ``[initialize.components.<name>]`` or the config, else from the gold data (entities of
         ``Example.reference``, relations of its ``doc._.gliner_relations`` store); the data also
         gives each corpus's label sets, from which training samples negative labels."""
-        if labels is not None:
-            self._label_names, self.label_texts = normalize_labels(labels, f"{self.name} initialize 'labels'")
-        if relations is not None:
-            self._relation_names, self.relation_texts = normalize_labels(relations, f"{self.name} initialize 'relations'")
-        if get_examples is not None:
-            texts, problems = self._read_training_texts(get_examples)
-            if not self._label_names:
-                found = sorted({label for text in texts for _, _, label in text.spans})
-                self._label_names, self.label_texts = list(found), list(found)
+        # A call that raises leaves the component as it was: labels are set first because reading
+        # the gold data uses their descriptions, and put back if anything fails.
+        before = (list(self._label_names), list(self.label_texts), list(self._relation_names), list(self.relation_texts),
+                  dict(self.corpus_labels), dict(self.relation_corpus_labels))
+        try:
+            if labels is not None:
+                self._label_names, self.label_texts = normalize_labels(labels, f"{self.name} initialize 'labels'")
+            if relations is not None:
+                self._relation_names, self.relation_texts = normalize_labels(relations, f"{self.name} initialize 'relations'")
+            if get_examples is not None:
+                texts, problems = self._read_training_texts(get_examples)
+                if not self._label_names:
+                    found = sorted({label for text in texts for _, _, label in text.spans})
+                    self._label_names, self.label_texts = list(found), list(found)
+                if not self._relation_names:
+                    found = sorted({label for text in texts for _, _, label in text.relations})
+                    self._relation_names, self.relation_texts = list(found), list(found)
+                self.corpus_labels = labels_by_corpus(texts, lambda text: (label for _, _, label in text.spans))
+                self.relation_corpus_labels = labels_by_corpus(texts, lambda text: (label for _, _, label in text.relations))
+                width = self.extractor.config.max_width
+                problems["gold spans wider than max_width (not learnable by a span model)"] += sum(
+                    1 for text in texts for start, end, _ in text.spans if end - start > width
+                )
+                warn_counts(self.name, "training data", problems)
             if not self._relation_names:
-                found = sorted({label for text in texts for _, _, label in text.relations})
-                self._relation_names, self.relation_texts = list(found), list(found)
-            self.corpus_labels = labels_by_corpus(texts, lambda text: (label for _, _, label in text.spans))
-            self.relation_corpus_labels = labels_by_corpus(texts, lambda text: (label for _, _, label in text.relations))
-            width = self.extractor.config.max_width
-            problems["gold spans wider than max_width (not learnable by a span model)"] += sum(
-                1 for text in texts for start, end, _ in text.spans if end - start > width
-            )
-            warn_counts(self.name, "training data", problems)
-        if not self._relation_names:
-            raise ValueError(NO_RELATIONS + " (none were found in the training data's doc._.gliner_relations either)")
-        if not self._label_names and not self.cfg["use_doc_ents"]:
-            raise ValueError(f"{self.name}: no entity labels in the config or the training data.")
-        _check_collisions(self._label_names, self.label_texts, self._relation_names, self.relation_texts)
-        self.extractor.check_relex_labels(self.label_texts, self.relation_texts)
+                raise ValueError(NO_RELATIONS + " (none were found in the training data's doc._.gliner_relations either)")
+            if not self._label_names and not self.cfg["use_doc_ents"]:
+                raise ValueError(f"{self.name}: no entity labels in the config or the training data.")
+            _check_collisions(self._label_names, self.label_texts, self._relation_names, self.relation_texts)
+            self.extractor.check_relex_labels(self.label_texts, self.relation_texts)
+        except BaseException:
+            (self._label_names, self.label_texts, self._relation_names, self.relation_texts,
+             self.corpus_labels, self.relation_corpus_labels) = before
+            raise
 
     # -- training ---------------------------------------------------------------------------
     def _make_trainer(self):
@@ -437,7 +446,7 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
                 doc_spans, relations = list(doc.ents), result
             else:
                 doc_spans = write_entities(
-                    doc, result.entities, self._label_names, self.cfg["spans_key"], self.cfg["overwrite_ents"]
+                    doc, result.entities, self._label_names, self.cfg["spans_key"], self.cfg["overwrite_ents"], self.name
                 )
                 relations = result.relations
             found = []

@@ -198,35 +198,66 @@ class MergedCandidates:
 # --------------------------------------------------------------------------- #
 
 
+# Builders are small top-level classes, not closures: a pipeline holding one must pickle
+# (``nlp.pipe(n_process=...)`` sends the pipeline to spawned workers by pickling it).
+
+
+class ExactAliasBuilder:
+    def __init__(self, k: Optional[int] = None) -> None:
+        self.k = k
+
+    def __call__(self, kb: KnowledgeBase, embeddings: Optional[EmbeddingStore] = None,
+                 encode: Optional[EncodeFn] = None) -> CandidateGenerator:
+        return ExactAliasCandidates(kb, k=self.k)
+
+
+class FuzzyBuilder:
+    def __init__(self, k: int = 20, min_score: float = 0.3, index_path: Optional[str] = None,
+                 max_posting: Optional[int] = None) -> None:
+        self.k, self.min_score, self.index_path, self.max_posting = k, min_score, index_path, max_posting
+
+    def __call__(self, kb: KnowledgeBase, embeddings: Optional[EmbeddingStore] = None,
+                 encode: Optional[EncodeFn] = None) -> CandidateGenerator:
+        return FuzzyCandidates(kb, index=self.index_path, k=self.k, min_score=self.min_score, max_posting=self.max_posting)
+
+
+class DenseBuilder:
+    def __init__(self, k: int = 20, backend: str = "numpy", chunk_size: int = 65_536) -> None:
+        self.k, self.backend, self.chunk_size = k, backend, chunk_size
+
+    def __call__(self, kb: KnowledgeBase, embeddings: Optional[EmbeddingStore] = None,
+                 encode: Optional[EncodeFn] = None) -> CandidateGenerator:
+        if embeddings is None:
+            raise ValueError("spacy_gliner.DenseCandidates.v1 needs the entity embedding store; "
+                             "build it with spacy_gliner.kb.embeddings.ensure_embeddings()")
+        return DenseCandidates(kb, embeddings, k=self.k, backend=self.backend, chunk_size=self.chunk_size, encode=encode)
+
+
+class MergedBuilder:
+    def __init__(self, generators: Dict[str, Any], k: int = 30, rrf_k: float = 60.0) -> None:
+        self.generators, self.k, self.rrf_k = dict(generators), k, rrf_k
+
+    def __call__(self, kb: KnowledgeBase, embeddings: Optional[EmbeddingStore] = None,
+                 encode: Optional[EncodeFn] = None) -> CandidateGenerator:
+        # Dict order is config order, which fixes the tie-break between sources.
+        built = [builder(kb, embeddings, encode) for builder in self.generators.values()]
+        return MergedCandidates(built, k=self.k, rrf_k=self.rrf_k)
+
+
 @registry.misc("spacy_gliner.ExactAliasCandidates.v1")
 def make_exact_alias_candidates(k: Optional[int] = None) -> GeneratorBuilder:
-    def build(kb: KnowledgeBase, embeddings: Optional[EmbeddingStore] = None,
-              encode: Optional[EncodeFn] = None) -> CandidateGenerator:
-        return ExactAliasCandidates(kb, k=k)
-
-    return build
+    return ExactAliasBuilder(k=k)
 
 
 @registry.misc("spacy_gliner.FuzzyCandidates.v1")
 def make_fuzzy_candidates(k: int = 20, min_score: float = 0.3, index_path: Optional[str] = None,
                           max_posting: Optional[int] = None) -> GeneratorBuilder:
-    def build(kb: KnowledgeBase, embeddings: Optional[EmbeddingStore] = None,
-              encode: Optional[EncodeFn] = None) -> CandidateGenerator:
-        return FuzzyCandidates(kb, index=index_path, k=k, min_score=min_score, max_posting=max_posting)
-
-    return build
+    return FuzzyBuilder(k=k, min_score=min_score, index_path=index_path, max_posting=max_posting)
 
 
 @registry.misc("spacy_gliner.DenseCandidates.v1")
 def make_dense_candidates(k: int = 20, backend: str = "numpy", chunk_size: int = 65_536) -> GeneratorBuilder:
-    def build(kb: KnowledgeBase, embeddings: Optional[EmbeddingStore] = None,
-              encode: Optional[EncodeFn] = None) -> CandidateGenerator:
-        if embeddings is None:
-            raise ValueError("spacy_gliner.DenseCandidates.v1 needs the entity embedding store; "
-                             "build it with spacy_gliner.kb.embeddings.ensure_embeddings()")
-        return DenseCandidates(kb, embeddings, k=k, backend=backend, chunk_size=chunk_size, encode=encode)
-
-    return build
+    return DenseBuilder(k=k, backend=backend, chunk_size=chunk_size)
 
 
 @registry.misc("spacy_gliner.MergedCandidates.v1")
@@ -238,10 +269,4 @@ def make_merged_candidates(generators: Dict[str, Any], k: int = 30, rrf_k: float
         if not callable(builder):
             raise TypeError(f"MergedCandidates generator {name!r} must be a registered builder "
                             f"(e.g. @misc = \"spacy_gliner.FuzzyCandidates.v1\"), got {builder!r}")
-    def build(kb: KnowledgeBase, embeddings: Optional[EmbeddingStore] = None,
-              encode: Optional[EncodeFn] = None) -> CandidateGenerator:
-        # Dict order is config order, which fixes the tie-break between sources.
-        built = [builder(kb, embeddings, encode) for builder in generators.values()]
-        return MergedCandidates(built, k=k, rrf_k=rrf_k)
-
-    return build
+    return MergedBuilder(generators, k=k, rrf_k=rrf_k)

@@ -144,7 +144,65 @@ def read_config(directory: Path) -> GlinerConfig:
         data = json.loads(config_path.read_text(encoding="utf8"))
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{config_path} is not valid JSON: {error}") from None
+    check_config_values(data, config_path)
     return GlinerConfig.from_dict(data, source=str(config_path))
+
+
+# Integer settings of gliner_config.json and the least value each can take; None is allowed
+# (the reference then uses its default).
+_INTEGER_KEYS = {"hidden_size": 1, "max_width": 1, "max_len": 2, "num_rnn_layers": 0,
+                 "class_token_index": -1, "vocab_size": -1, "rel_token_index": -1}
+
+
+def check_config_values(data: Any, config_path: Path) -> None:
+    """Raise a CheckpointError naming the file and the key for what GlinerConfig cannot read."""
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{config_path} must hold a JSON object of settings, not a {type(data).__name__}.")
+    for key, minimum in _INTEGER_KEYS.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        if isinstance(value, bool) or not integral:
+            raise CheckpointError(f"{config_path}: {key!r} must be an integer, got {value!r}.")
+        if value < minimum:
+            raise CheckpointError(f"{config_path}: {key!r} must be at least {minimum}, got {value!r}.")
+
+
+def check_weights_file(directory: Path) -> Path:
+    """The weights file, after a cheap look at its framing (nothing is loaded): a safetensors
+    header that parses and accounts for the whole file, or a readable zip directory (torch)."""
+    import struct
+    import zipfile
+
+    safetensors_path, torch_path = directory / SAFETENSORS_FILE, directory / TORCH_FILE
+    if safetensors_path.exists():
+        size = safetensors_path.stat().st_size
+        try:
+            with safetensors_path.open("rb") as handle:
+                (header_size,) = struct.unpack("<Q", handle.read(8))
+                if header_size > size - 8:
+                    raise ValueError(f"header of {header_size} bytes in a file of {size}")
+                header = json.loads(handle.read(header_size))
+            ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+            if 8 + header_size + max(ends, default=0) != size:
+                raise ValueError(f"tensors end at byte {8 + header_size + max(ends, default=0)}, the file has {size}")
+        except Exception as error:  # struct, JSON, key and type errors all mean one thing here
+            raise CheckpointError(
+                f"weights file {safetensors_path} is corrupt or truncated ({type(error).__name__}: {error}). "
+                "Re-download or re-save the checkpoint."
+            ) from None
+        return safetensors_path
+    if torch_path.exists():
+        with torch_path.open("rb") as handle:
+            legacy_pickle = handle.read(1) == b"\x80"  # torch.save before its zip format
+        if not legacy_pickle and not zipfile.is_zipfile(torch_path):
+            raise CheckpointError(
+                f"weights file {torch_path} is corrupt or truncated (not a readable torch zip archive). "
+                "Re-download or re-save the checkpoint."
+            )
+        return torch_path
+    raise CheckpointError(f"{directory} has no weights: expected {SAFETENSORS_FILE} or {TORCH_FILE}.")
 
 
 def read_weights(directory: Path) -> Dict[str, torch.Tensor]:
@@ -172,6 +230,11 @@ def _load_tokenizer(directory: Path, fallback_name: Optional[str]):
 
     if (directory / "tokenizer_config.json").exists():
         source = str(directory)
+        if not any((directory / name).exists() for name in _VOCABULARY_FILES):
+            raise CheckpointError(
+                f"{directory / 'tokenizer_config.json'} has no vocabulary beside it: expected one of "
+                f"{', '.join(_VOCABULARY_FILES)} in {directory}. Re-save the tokenizer with the checkpoint."
+            )
     elif fallback_name:
         source = fallback_name
     else:
@@ -191,6 +254,11 @@ def _load_tokenizer(directory: Path, fallback_name: Optional[str]):
     if hasattr(tokenizer, "add_eos_token") and tokenizer.eos_token_id is not None:
         tokenizer.add_eos_token = True
     return tokenizer
+
+
+# Files a Hugging Face tokenizer reads its vocabulary from (fast JSON, WordPiece, BPE, SentencePiece).
+_VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                     "tokenizer.model", "spm.model")
 
 
 def _missing_package_hint(error: Exception) -> Optional[str]:
@@ -262,8 +330,7 @@ def open_tokenizers(directory: Path, config: GlinerConfig) -> Tuple[Any, Optiona
 def check_checkpoint_files(directory: Path) -> GlinerConfig:
     """Config readable and supported, a weights file present; nothing heavy is loaded."""
     config = read_config(directory)
-    if not (directory / SAFETENSORS_FILE).exists() and not (directory / TORCH_FILE).exists():
-        raise CheckpointError(f"{directory} has no weights: expected {SAFETENSORS_FILE} or {TORCH_FILE}.")
+    check_weights_file(directory)
     return config
 
 
