@@ -67,3 +67,28 @@ def crossner_labels(domain: str):
 
 def split_words(text: str):
     return [m.group() for m in WORD_SPLIT.finditer(text)]
+
+
+def separating_threshold(values, keep_fraction: float, min_gap: float = 1e-4) -> float:
+    """A threshold from a fixture's own scores that keeps about ``keep_fraction`` of ``values``.
+
+    Random-weight fixtures often give many *equal* scores (a saturated or near-constant layer,
+    e.g. the gat adjacency here is one value to float precision). A plain quantile then lands on
+    a tie and ``score > threshold`` keeps nothing, or the split depends on last-bit differences
+    between CPUs. So the threshold is the midpoint of a gap of at least ``min_gap`` between
+    neighbouring sorted values (far above float noise, so ours and the reference agree on every
+    value), the gap whose kept count is nearest the target. With no such gap (all values within
+    ``min_gap``), it lies ``min_gap`` below the smallest value: everything is kept, never nothing.
+    """
+    import torch
+
+    values = torch.as_tensor(values).flatten().double().sort(descending=True).values
+    if values.numel() == 0:
+        return 0.5
+    target = keep_fraction * values.numel()
+    best = None
+    for k in range(1, values.numel()):  # keep the top k: split between positions k - 1 and k
+        upper, lower = float(values[k - 1]), float(values[k])
+        if upper - lower >= min_gap and (best is None or abs(k - target) < abs(best[0] - target)):
+            best = (k, (upper + lower) / 2)
+    return best[1] if best is not None else float(values[-1]) - min_gap
