@@ -125,6 +125,12 @@ class EntityExtractor:
         # Bi-encoder span models: score only the top-k labels per window (label_retrieval.py);
         # None scores every label. Ignored by uni-encoder and token-level models.
         self.label_top_k = label_top_k
+        if label_top_k is not None and self.model.applies_post_fusion:
+            raise ValueError(
+                "label_top_k (label retrieval) cannot be used with this checkpoint: its post-fusion layers "
+                "make every label vector depend on the window's text and on the other labels, so labels "
+                "cannot be ranked or scored apart from the full label set. Leave label_top_k unset."
+            )
         self._retriever = None
         self._label_memo = None
         # what runs the forward passes: the model itself, or an accelerated view of it
@@ -274,7 +280,9 @@ class EntityExtractor:
         order = sorted(range(len(windows)), key=lambda i: sum(len(p) for p in pieces[windows[i].doc_index][windows[i].start : windows[i].end]))
         found: Dict[int, List[DecodedSpan]] = {}
         device = self.model.device
-        bi_span = self.config.bi_encoder and self.config.is_span_model
+        # post-fusion models: span vectors depend on the labels, so no per-batch span vectors here
+        fused = self.model.applies_post_fusion
+        bi_span = self.config.bi_encoder and self.config.is_span_model and not fused
         rows = self._label_rows(label_texts) if self.config.bi_encoder else None
         retrieve = bi_span and self.label_top_k is not None and self.label_top_k < len(label_texts)
         with torch.inference_mode():
@@ -365,14 +373,18 @@ class EntityExtractor:
         return facts[key]
 
     def _label_chunks(self, label_texts, device, rows=None):
-        """Uni-encoder: the prompt's own labels. Bi-encoder: cached vectors, in bounded chunks."""
+        """Uni-encoder: the prompt's own labels. Bi-encoder: cached vectors, in bounded chunks.
+
+        Post-fusion models get one chunk with every label: labels attend to each other (and to
+        the window), so a chunk's scores would differ from the reference's whole-set ones."""
         if not self.config.bi_encoder:
             yield 0, None
             return
         if rows is None:
             rows = self.label_cache.rows(label_texts)
-        for begin in range(0, len(label_texts), self.label_chunk_size):
-            yield begin, self.label_cache.vectors_for_rows(rows[begin : begin + self.label_chunk_size], device)
+        chunk = max(len(label_texts), 1) if self.model.applies_post_fusion else self.label_chunk_size
+        for begin in range(0, len(label_texts), chunk):
+            yield begin, self.label_cache.vectors_for_rows(rows[begin : begin + chunk], device)
 
 
 def _ends(texts: Sequence[str]):

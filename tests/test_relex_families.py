@@ -4,7 +4,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc
 
-from support import DATA, WORD_SPLIT, moderate_threshold, split_words
+from support import DATA, WORD_SPLIT, separating_threshold, split_words
 from zoo.families import RELEX_FAMILIES
 
 ENTITY_LABELS = ["person", "organization", "location", "other"]
@@ -53,9 +53,9 @@ def test_relex_family_matches_reference(name, hub_families):
     reference.eval()
     texts = conll04_texts(8)
     floor = reference_output(reference, texts, 0.0, 1.0)
-    threshold = moderate_threshold([s[3] for spans, _ in floor for s in spans], keep_fraction=0.3)
+    threshold = separating_threshold([s[3] for spans, _ in floor for s in spans], keep_fraction=0.3)
     loose = reference_output(reference, texts, threshold, 0.0)
-    relation_threshold = moderate_threshold([score for _, found in loose for score in found.values()], keep_fraction=0.3)
+    relation_threshold = separating_threshold([score for _, found in loose for score in found.values()], keep_fraction=0.3)
     expected = reference_output(reference, texts, threshold, relation_threshold)
     assert sum(len(found) for _, found in expected) > 0, "the comparison must cover relations"
     nlp = spacy.blank("en")

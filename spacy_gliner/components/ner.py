@@ -205,7 +205,13 @@ class GlinerNER(TrainableGliner, GlinerPipe):
             return
         from ..modeling.checkpoint import check_checkpoint_files, label_lengths
 
-        check_checkpoint_files(directory)
+        config = check_checkpoint_files(directory)
+        if self.cfg.get("label_top_k") is not None and config.bi_encoder and config.post_fusion_schema:
+            raise ValueError(
+                f"{self.name}: 'label_top_k' (label retrieval) cannot be used with {self.source!r}: its post-fusion "
+                "layers make every label vector depend on the window's text and on the other labels, so labels "
+                "cannot be ranked or scored apart from the full label set. Leave 'label_top_k' unset."
+            )
         if self.label_texts:
             label_lengths(directory, self.label_texts)
 

@@ -34,6 +34,7 @@ REFERENCE_PREFIXES: List[Tuple[str, str]] = [
     ("span_rep_layer.span_rep_layer.", "span_head."),
     ("prompt_rep_layer.", "label_projection."),
     ("scorer.", "token_scorer."),
+    ("cross_fuser.", "post_fusion."),
 ]
 
 # Buffers some transformers versions saved and others rebuild; never weights.
@@ -90,20 +91,19 @@ def to_reference_keys(state: Dict[str, torch.Tensor], extra: List[Tuple[str, str
 def relation_prefixes(config: GlinerConfig) -> List[Tuple[str, str]]:
     """Relex checkpoints: reference prefixes of the relation part -> ``relation_head.*`` (longest first).
 
-    Two reference names map to one of ours (``proj.``/``linear.`` of the adjacency layer), so only
-    the one the checkpoint's ``relations_layer`` uses is listed, keeping saving unambiguous.
+    Pairs of reference names map to one of ours (``proj.``/``linear.`` of the adjacency layer,
+    ``r_to_rtr.``/``r_to_rvec.`` of the triple scorer), so only the one the checkpoint's
+    ``relations_layer`` / ``triples_layer`` uses is listed, keeping saving unambiguous.
     """
     if not config.relex:
         return []
     from .relation_heads import REFERENCE_KEY_PREFIXES
 
     layer = (config.relations_layer or "").lower()
-    skip = "relations_rep_layer.relation_rep_layer." + ("proj." if layer == "gat" else "linear.")
-    table = [
-        (ref, "relation_head." + ours)
-        for ref, ours in REFERENCE_KEY_PREFIXES.items()
-        if ref != skip and not ref.startswith("triples_score_layer.")
-    ]
+    skip = {"relations_rep_layer.relation_rep_layer." + ("proj." if layer == "gat" else "linear.")}
+    # TransF names its translation layer r_to_rvec, TransH r_to_rtr; no other mode has one
+    skip.add("triples_score_layer.interaction." + ("r_to_rtr." if config.raw.get("triples_layer") == "TransF" else "r_to_rvec."))
+    table = [(ref, "relation_head." + ours) for ref, ours in REFERENCE_KEY_PREFIXES.items() if ref not in skip]
     return sorted(table, key=lambda pair: len(pair[0]), reverse=True)
 
 

@@ -16,10 +16,8 @@ SUBTOKEN_POOLING = ("first", "last", "mean", "max")
 # Options whose non-default value changes the architecture in ways we do not implement.
 _UNSUPPORTED_IF_SET = {
     "labels_decoder": "label-generation decoders",
-    "post_fusion_schema": "post-fusion cross-attention layers",
     "span_encoder_config": "span context encoders",
     "decoder_config": "streaming decoder backbones",
-    "triples_layer": "triples layers",
 }
 _UNSUPPORTED_IF_TRUE = {
     "fuse_layers": "layer fusion",
@@ -63,6 +61,8 @@ class GlinerConfig:
     rel_token_index: int = -1
     embed_rel_token: bool = True
     relations_layer: Optional[str] = None
+    post_fusion_schema: str = ""  # e.g. "l2l-l2t-t2t"; empty: no post-fusion layers
+    num_post_fusion_layers: int = 1
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -109,11 +109,22 @@ class GlinerConfig:
             raise UnsupportedCheckpointError(f"{source}: token-level relex checkpoints are not supported.")
         if relex and bi_encoder:
             raise UnsupportedCheckpointError(f"{source}: bi-encoder relex checkpoints are not supported.")
+        hidden_size = int(data.get("hidden_size", 512))
+        if relex and data.get("triples_layer") is not None:
+            _check_triples_layer(data["triples_layer"], hidden_size, source)
+        fusion_schema = data.get("post_fusion_schema") or ""
+        if fusion_schema:
+            from .fusion import check_fusion_schema
+
+            try:
+                check_fusion_schema(fusion_schema, int(data.get("num_post_fusion_layers", 1)), hidden_size)
+            except ValueError as error:
+                raise UnsupportedCheckpointError(f"{source}: {error}") from None
         return cls(
             family="token" if span_mode == TOKEN_MODE else "span",
             bi_encoder=bi_encoder,
             relex=relex,
-            hidden_size=int(data.get("hidden_size", 512)),
+            hidden_size=hidden_size,
             max_width=int(data.get("max_width", 12)),
             max_len=int(data.get("max_len", 384)),
             span_mode=span_mode,
@@ -133,6 +144,8 @@ class GlinerConfig:
             rel_token_index=int(data.get("rel_token_index", -1)),
             embed_rel_token=bool(data.get("embed_rel_token", True)),
             relations_layer=data.get("relations_layer"),
+            post_fusion_schema=fusion_schema,
+            num_post_fusion_layers=int(data.get("num_post_fusion_layers", 1)),
             raw=data,
         )
 
@@ -163,7 +176,46 @@ class GlinerConfig:
                 embed_rel_token=self.embed_rel_token,
                 relations_layer=self.relations_layer,
             )
+        if self.post_fusion_schema:
+            data.update(post_fusion_schema=self.post_fusion_schema, num_post_fusion_layers=self.num_post_fusion_layers)
         return data
+
+
+# Triple modes whose parameters the reference sizes for 768 whatever ``hidden_size`` is
+# (``TriplesScoreLayer(triples_layer)`` is built without a dimension): with another hidden size
+# their first layer cannot read the relation vectors, in the reference as here.
+_TRIPLES_SIZED_768 = ("TransH", "TransF", "PairRE", "TripleRE", "TuckER", "ERMLP", "ConvKB")
+# Modes that split vectors into equal parts (complex halves, quaternion quarters).
+_TRIPLES_PARTS = {"ComplEx": 2, "SimplE": 2, "QuatE": 4}
+
+
+def _check_triples_layer(mode: Any, hidden_size: int, source: str) -> None:
+    """Refuse, by name, triple modes that cannot run: unknown ones, ConvE (the reference cannot
+    build it from a config either) and dimension mismatches that crash the reference too."""
+    from .relation_heads import REFERENCE_TRIPLES_DIM, SUPPORTED_TRIPLES_LAYERS
+
+    if mode == "ConvE":
+        raise UnsupportedCheckpointError(
+            f"{source}: triples_layer 'ConvE' cannot run: the reference gliner package cannot build it "
+            "from a config either (it needs 'emb_dim1', which the model never passes)."
+        )
+    if mode not in SUPPORTED_TRIPLES_LAYERS:
+        raise UnsupportedCheckpointError(
+            f"{source}: triples_layer {mode!r} is not supported (the value is case-sensitive); supported: "
+            f"{', '.join(SUPPORTED_TRIPLES_LAYERS)}."
+        )
+    if mode in _TRIPLES_SIZED_768 and hidden_size != REFERENCE_TRIPLES_DIM:
+        raise UnsupportedCheckpointError(
+            f"{source}: triples_layer {mode!r} has parameters sized for {REFERENCE_TRIPLES_DIM} (the reference "
+            f"builds them for {REFERENCE_TRIPLES_DIM} whatever hidden_size is) but hidden_size is {hidden_size}; "
+            "this checkpoint cannot run in the reference gliner package either."
+        )
+    parts = _TRIPLES_PARTS.get(mode)
+    if parts and hidden_size % parts:
+        raise UnsupportedCheckpointError(
+            f"{source}: triples_layer {mode!r} splits vectors into {parts} equal parts, but hidden_size "
+            f"{hidden_size} is not divisible by {parts}; this checkpoint cannot run in the reference either."
+        )
 
 
 _KNOWN_MODEL_TYPES = {

@@ -1,7 +1,7 @@
 """The GLiNER network: encoders, word contextualisation and a scoring head, assembled from a config."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Dict, Optional, Tuple
 
 import torch
@@ -68,6 +68,17 @@ class GlinerModel(nn.Module):
             )
         else:
             self.token_scorer = TokenScorer(config.hidden_size, config.dropout)
+        if config.post_fusion_schema:
+            from .fusion import PostFusion
+
+            # the reference sizes the heads from the text encoder's config
+            self.post_fusion = PostFusion(
+                config.hidden_size,
+                encoder.config.num_attention_heads,
+                config.num_post_fusion_layers,
+                config.dropout,
+                config.post_fusion_schema,
+            )
         if config.relex:
             from .relation_heads import build_relation_head
 
@@ -86,6 +97,17 @@ class GlinerModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def applies_post_fusion(self) -> bool:
+        """Label vectors depend on the window's text (fusion.py): bi-encoder models with post-fusion
+        layers. Uni-encoder checkpoints may hold such layers, but the reference (gliner 0.2.29)
+        never calls them, so neither do we.
+
+        For these models the label tower's output is not final: ``finish_label_vectors`` leaves
+        it as is (what the label cache stores is still text-independent), and scoring fuses it
+        with each window's words, then projects it (span models)."""
+        return self.config.bi_encoder and hasattr(self, "post_fusion")
 
     # -- representations -------------------------------------------------------------------
     def represent(self, batch: EncodedBatch) -> WordRepresentations:
@@ -107,36 +129,70 @@ class GlinerModel(nn.Module):
         return self.finish_label_vectors(pooled)
 
     def finish_label_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
+        if self.applies_post_fusion:
+            return vectors  # projected after fusion, per window (see score_spans)
         return self.label_projection(vectors) if self.config.is_span_model else vectors
+
+    def fuse(
+        self, reps: WordRepresentations, labels: torch.Tensor, label_mask: Optional[torch.Tensor] = None
+    ) -> Tuple[WordRepresentations, torch.Tensor]:
+        """Post-fusion: (B, C, D) label-tower vectors and the window's words attend to each other.
+
+        As in the reference, label vectors are zeroed at padded label positions (``label_mask``,
+        (B, C); all labels are real when omitted) before and after the fusion."""
+        if label_mask is None:
+            label_mask = torch.ones(labels.shape[:2], dtype=torch.bool, device=labels.device)
+        keep = label_mask.unsqueeze(-1).to(labels.dtype)
+        labels, words = self.post_fusion(labels * keep, reps.words, label_mask, reps.word_mask)
+        return replace(reps, words=words), labels * keep
 
     # -- scoring ------------------------------------------------------------------------------
     def score(
-        self, reps: WordRepresentations, labels: Optional[torch.Tensor] = None, only_valid_spans: bool = False
+        self,
+        reps: WordRepresentations,
+        labels: Optional[torch.Tensor] = None,
+        only_valid_spans: bool = False,
+        label_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Logits: (B, W, K, C) for span models, (B, W, C, 3) for token-level models.
 
         ``labels`` are finished label vectors, (C, D) shared or (B, C, D); uni-encoder models
         take them from the prompt when not given. ``only_valid_spans``: spans past a
         sentence's last word are not computed (their logits are 0; decoding and the loss skip them).
+        ``label_mask`` (B, C): which labels are real, read only by post-fusion models (their
+        labels attend to each other, so padded ones must be masked out).
         """
-        if labels is None:
-            labels = self.finish_label_vectors(reps.prompt_vectors)
-        if labels.dim() == 2:
-            labels = labels.unsqueeze(0).expand(reps.words.size(0), -1, -1)
         if self.config.is_span_model:
-            return self.score_spans(reps, labels, only_valid_spans)[0]
+            return self.score_spans(reps, labels, only_valid_spans, label_mask)[0]
+        reps, labels = self._scoring_labels(reps, labels, label_mask)
         return self.token_scorer(reps.words, labels)
 
     def score_spans(
-        self, reps: WordRepresentations, labels: Optional[torch.Tensor] = None, only_valid_spans: bool = False
+        self,
+        reps: WordRepresentations,
+        labels: Optional[torch.Tensor] = None,
+        only_valid_spans: bool = False,
+        label_mask: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Span models: (B, W, K, C) logits and the (B, W, K, D) span representations they came from."""
+        reps, labels = self._scoring_labels(reps, labels, label_mask)
+        spans = self.span_head(reps.words, reps.word_mask if only_valid_spans else None)
+        return torch.einsum("bwkd,bcd->bwkc", spans, labels), spans
+
+    def _scoring_labels(
+        self, reps: WordRepresentations, labels: Optional[torch.Tensor], label_mask: Optional[torch.Tensor]
+    ) -> Tuple[WordRepresentations, torch.Tensor]:
+        """(B, C, D) label vectors to score against, and the word representations to score
+        (fused with the labels for post-fusion models, else ``reps`` unchanged)."""
         if labels is None:
             labels = self.finish_label_vectors(reps.prompt_vectors)
         if labels.dim() == 2:
             labels = labels.unsqueeze(0).expand(reps.words.size(0), -1, -1)
-        spans = self.span_head(reps.words, reps.word_mask if only_valid_spans else None)
-        return torch.einsum("bwkd,bcd->bwkc", spans, labels), spans
+        if self.applies_post_fusion:
+            reps, labels = self.fuse(reps, labels, label_mask)
+            if self.config.is_span_model:
+                labels = self.label_projection(labels)
+        return reps, labels
 
     def forward(self, batch: EncodedBatch, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.score(self.represent(batch), labels)

@@ -78,7 +78,9 @@ class Trainer:
         """The GLiNER loss of one batch (no gradient step)."""
         reps = self.model.represent(batch.encoded.to(self.model.device))
         # spans past a sentence's end are masked out of the loss: not computing them is the same loss
-        return self.entity_loss(self.model.score(reps, label_vectors, only_valid_spans=True), batch)
+        # post-fusion models: labels attend to each other, so a sample's padded labels are masked out
+        label_mask = batch.label_mask.to(self.model.device)
+        return self.entity_loss(self.model.score(reps, label_vectors, only_valid_spans=True, label_mask=label_mask), batch)
 
     def entity_loss(self, logits: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
         """GLiNER's focal span (or token) loss of entity logits against the batch's targets."""
