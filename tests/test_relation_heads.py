@@ -223,6 +223,12 @@ def _quantile_threshold(values: torch.Tensor, keep_fraction: float) -> float:
     if values.numel() < 2:
         return 0.5
     k = max(1, min(values.numel() - 1, int(round(keep_fraction * values.numel()))))
+    # tied neighbours (a layer whose scores collapse to one value, as the seeded "gat" head does)
+    # leave no room between them: use the nearest rank where the sorted values differ
+    boundaries = torch.nonzero(values[:-1] > values[1:]).flatten() + 1
+    if boundaries.numel() == 0:
+        return float(values[-1]) - 1e-3  # every value equal: keep them all
+    k = int(boundaries[(boundaries - k).abs().argmin()])
     return float((values[k - 1] + values[k]) / 2)
 
 
