@@ -67,3 +67,24 @@ def crossner_labels(domain: str):
 
 def split_words(text: str):
     return [m.group() for m in WORD_SPLIT.finditer(text)]
+
+
+def threshold_in_gap(values, keep_fraction: float, search: float = 0.03) -> float:
+    """A threshold that keeps about ``keep_fraction`` of ``values``, placed in the middle of the
+    widest gap between neighbouring sorted values within ``search`` (a fraction of the count) of
+    that rank. Two implementations that agree to float noise then keep exactly the same values,
+    on any CPU; a midpoint between two arbitrary neighbours (often ~1e-7 apart here) would not."""
+    import torch
+
+    ordered = torch.as_tensor(values).flatten().double().sort(descending=True).values
+    n = ordered.numel()
+    if n < 2:
+        raise ValueError("need at least two values to place a threshold between")
+    target = max(1, min(n - 1, int(round(keep_fraction * n))))
+    reach = max(1, int(search * n))
+    low, high = max(1, target - reach), min(n - 1, target + reach)
+    gaps = ordered[low - 1 : high] - ordered[low : high + 1]  # gap i sits between ranks i-1 and i
+    k = low + int(gaps.argmax())
+    if gaps.max() <= 0:
+        raise ValueError("all values near the requested rank are equal; no gap to place a threshold in")
+    return float((ordered[k - 1] + ordered[k]) / 2)
