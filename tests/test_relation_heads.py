@@ -654,3 +654,15 @@ def test_streamed_pairs_and_chunked_scores_equal_the_whole_computation(layer, tr
     assert torch.allclose(logits, expected_logits, atol=1e-5, rtol=0)
     assert head.pairs_per_chunk(5) == (PAIRS_PER_CHUNK if triples is None else PAIRS_PER_CHUNK // 5)
 
+
+def test_relation_threshold_compares_like_python_floats():
+    """The reference compares Python floats (float64): a score a hair above a threshold that float32
+    cannot represent is kept, though casting the threshold to float32 would make them equal."""
+    logits = torch.tensor([[[0.3, -1.2], [2.0, 0.1]]])
+    score = float(torch.sigmoid(logits)[0, 0, 0])
+    threshold = score - 1e-12
+    assert torch.tensor(threshold, dtype=torch.float32).item() == score
+    found = decode_relation_candidates(logits, torch.tensor([[[0, 1], [1, 0]]]), None, threshold)[0]
+    assert [(r.head, r.tail, r.label) for r in found] == [(0, 1, 0), (1, 0, 0)]
+    nan = decode_relation_candidates(torch.full((1, 1, 1), float("nan")), torch.tensor([[[0, 1]]]), None, 0.5)[0]
+    assert len(nan) == 1  # kept, as the reference's "skip if prob <= threshold" keeps it
