@@ -103,23 +103,23 @@ def decode_relation_candidates(
         pair_mask = torch.ones(pair_index.shape[:2], dtype=torch.bool, device=pair_index.device)
     thresholds = _per_sample(threshold, B, "threshold")
     label_counts = _per_sample(R if num_relation_labels is None else num_relation_labels, B, "num_relation_labels")
-    probs = relation_probabilities(rel_logits).tolist()
-    pairs = pair_index.tolist()
-    real = pair_mask.tolist()
+    probs = relation_probabilities(rel_logits)
     out: List[List[DecodedRelation]] = []
     for b in range(B):
-        found: List[DecodedRelation] = []
         limit = min(int(label_counts[b]), R)
-        for j, (head, tail) in enumerate(pairs[b]):
-            if not real[b][j] or head < 0 or tail < 0:
-                continue
-            row = probs[b][j]
-            for label in range(limit):
-                score = row[label]
-                # written as "not <=" on purpose: the reference skips only
-                # scores <= threshold, so a NaN score would be kept
-                if not score <= thresholds[b]:
-                    found.append(DecodedRelation(head, tail, label, score, j))
+        sample = probs[b, :, :limit]
+        usable = pair_mask[b].bool() & (pair_index[b, :, 0] >= 0) & (pair_index[b, :, 1] >= 0)
+        # "not <=" on purpose: the reference skips only scores <= threshold, so a NaN score is kept;
+        # and in float64, as the reference compares Python floats (a float32 cast of the threshold
+        # could turn a score just above it into one equal to it)
+        keep = ~(sample.double() <= float(thresholds[b])) & usable.unsqueeze(1)
+        where = torch.nonzero(keep)  # row-major: pair order, then label order
+        scores = sample[keep].tolist()
+        ends = pair_index[b, where[:, 0]].tolist()
+        found = [
+            DecodedRelation(head, tail, label, score, j)
+            for (j, label), (head, tail), score in zip(where.tolist(), ends, scores)
+        ]
         out.append(found)
     return out
 

@@ -19,13 +19,13 @@ first word (the window ownership rule of entity spans) gives its score; otherwis
 Given entities (:meth:`RelationExtractor.relations_between`, ``use_doc_ents``): the entity step is
 skipped. Each window's span representations are computed as usual and the given spans that lie
 wholly inside the window (and are at most ``max_width`` words wide) are the relation arguments;
-adjacency, pairing, the pair cap and relation scoring are the same code as above.
+adjacency, pairing, the opt-in caps and relation scoring are the same code as above.
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -33,14 +33,9 @@ from .decoding import DecodedSpan, greedy_select, span_candidates
 from .extraction import EntityExtractor
 from .modeling.checkpoint import GlinerCheckpoint
 from .modeling.encoders import gather_prompt_vectors
-from .modeling.relation_heads import CandidatePairs, gather_entities, pairs_from_lists, select_entities
+from .modeling.relation_heads import gather_entities, select_entities
 from .relation_decoding import decode_relation_candidates
 from .windows import Window
-
-DEFAULT_MAX_PAIRS = 10_000
-# Relation arguments per window. The adjacency layer scores every pair of them (the "mlp" layer
-# builds an E x E x 2D tensor), so this bounds its memory: 500 -> 250k pairs.
-DEFAULT_MAX_ENTITIES = 500
 
 
 @dataclass
@@ -49,8 +44,11 @@ class RelexSettings:
     relation_threshold: Optional[float] = None  # None: ``threshold``, as in the reference
     adjacency_threshold: Optional[float] = None  # None: ``threshold``, as in the reference
     nested: bool = False
-    max_pairs: int = DEFAULT_MAX_PAIRS
-    max_entities: int = DEFAULT_MAX_ENTITIES
+    # Opt-in caps (None: no cap). Memory is bounded without them: pairs are classified in chunks
+    # and the adjacency is scored in row blocks. A cap drops candidates (with a warning), so the
+    # output then differs from the reference's.
+    max_pairs: Optional[int] = None
+    max_entities: Optional[int] = None
 
 
 class DecodedRelex(NamedTuple):
@@ -161,7 +159,7 @@ class RelationExtractor(EntityExtractor):
             held = set()
             for window in windows:
                 inside = [(s, e) for s, e in entities if window.start <= s and e <= window.end and e - s <= width]
-                if len(inside) > settings.max_entities:
+                if settings.max_entities is not None and len(inside) > settings.max_entities:
                     _warn_entity_cap(len(inside), settings.max_entities, "the first ones (document order) were kept")
                     inside = inside[: settings.max_entities]
                 held.update(inside)
@@ -198,8 +196,11 @@ class RelationExtractor(EntityExtractor):
         return results, unusable
 
     def _window_relations(self, entities, reps, batch, num_relations, settings: RelexSettings, batch_windows):
-        """Adjacency, pairs (capped), relation scores and decoding for a batch of windows whose
-        relation arguments are ``entities``; relations per window in document word offsets."""
+        """Adjacency, pairs, relation scores and decoding for a batch of windows whose relation
+        arguments are ``entities``; relations per window in document word offsets. Each window's
+        pairs are streamed through the relation head in bounded chunks (see
+        :meth:`RelationHead.candidate_pair_blocks`), so every candidate pair is classified whatever
+        the entity count, unless the opt-in ``max_pairs`` cap is set."""
         threshold = settings.threshold
         adjacency_threshold = threshold if settings.adjacency_threshold is None else settings.adjacency_threshold
         relation_threshold = threshold if settings.relation_threshold is None else settings.relation_threshold
@@ -208,22 +209,41 @@ class RelationExtractor(EntityExtractor):
             reps.token_embeddings, batch.input_ids, batch.attention_mask, self.rel_token_id,
             self.config.embed_rel_token, count=num_relations,
         )
-        adjacency = head_module.score_adjacency(entities.rep, entities.mask)
-        pairs = capped_pairs(entities.rep, entities.mask, adjacency, adjacency_threshold, settings.max_pairs)
-        rel_logits, _ = head_module.score_relations(pairs.head, pairs.tail, rel_prompts)
-        decoded = decode_relation_candidates(rel_logits, pairs.index, pairs.mask, relation_threshold, num_relations)
+        chunk_size = head_module.pairs_per_chunk(num_relations)
         spans = entities.spans.tolist()
-        out = []
+        real = entities.mask.bool()
+        out, most_candidates = [], 0
         for b, window in enumerate(batch_windows):
-            relations = []
-            for rel in decoded[b]:
-                hs, he = spans[b][rel.head]
-                ts, te = spans[b][rel.tail]
-                head = (window.start + hs, window.start + he + 1)
-                tail = (window.start + ts, window.start + te + 1)
-                owned = window.own_start <= min(head[0], tail[0]) < window.own_end
-                relations.append(WindowRelation(head, tail, rel.label, float(rel.score), owned))
+            relations: List[WindowRelation] = []
+            present = torch.nonzero(real[b]).flatten()
+            # padding rows after the last real entity take part in no pair; slicing them off keeps the
+            # adjacency to this window's own E x E
+            count = int(present[-1]) + 1 if present.numel() else 0
+            entity_rep, entity_mask = entities.rep[b, :count], entities.mask[b, :count]
+            blocks = head_module.candidate_pair_blocks(entity_rep, entity_mask, adjacency_threshold)
+            if settings.max_pairs is not None:
+                blocks, candidates = _highest_adjacency_pairs(blocks, settings.max_pairs, count)
+                most_candidates = max(most_candidates, candidates)
+            for pair_index in _chunks(blocks, chunk_size):
+                logits = head_module.score_pair_chunk(entity_rep, pair_index, rel_prompts[b])
+                decoded = decode_relation_candidates(
+                    logits.unsqueeze(0), pair_index.unsqueeze(0), None, relation_threshold, num_relations
+                )[0]
+                for rel in decoded:
+                    hs, he = spans[b][rel.head]
+                    ts, te = spans[b][rel.tail]
+                    head = (window.start + hs, window.start + he + 1)
+                    tail = (window.start + ts, window.start + te + 1)
+                    owned = window.own_start <= min(head[0], tail[0]) < window.own_end
+                    relations.append(WindowRelation(head, tail, rel.label, float(rel.score), owned))
             out.append(relations)
+        if settings.max_pairs is not None and most_candidates > settings.max_pairs:
+            warnings.warn(
+                f"gliner_relex: a window had {most_candidates} candidate entity pairs; only the {settings.max_pairs} "
+                "with the highest adjacency scores were classified (config 'max_pairs'). Set 'max_pairs' to null "
+                "(the default) to classify every pair; memory stays bounded either way.",
+                stacklevel=3,
+            )
         return out
 
     def _score_relex_windows(self, windows, pieces, prompt, num_relations, settings: RelexSettings):
@@ -246,7 +266,7 @@ class RelationExtractor(EntityExtractor):
                 span_idx = span_index(B, W, K, device)
                 span_mask = span_idx[..., 1] < batch.num_words.to(device).view(B, 1)
                 entities = select_entities(span_rep, logits, span_mask, span_idx, threshold)
-                if entities.mask.size(1) > settings.max_entities:
+                if settings.max_entities is not None and entities.mask.size(1) > settings.max_entities:
                     entities = _top_entities(span_rep, logits, span_mask, span_idx, threshold, settings.max_entities)
                 per_window = self._window_relations(entities, reps, batch, num_relations, settings, batch_windows)
                 for window, relations in zip(batch_windows, per_window):
@@ -302,7 +322,8 @@ def merge_window_relations(
 def _warn_entity_cap(count: int, cap: int, kept: str) -> None:
     warnings.warn(
         f"gliner_relex: a window had {count} relation arguments (entities); only {cap} take part in relations, "
-        f"{kept} (config 'max_entities'). Raise 'max_entities' or the entity 'threshold'.",
+        f"{kept} (config 'max_entities'). Set 'max_entities' to null (the default) to keep them all; memory "
+        "stays bounded either way.",
         stacklevel=4,
     )
 
@@ -319,42 +340,49 @@ def _top_entities(span_rep, logits, span_mask, span_idx, threshold: float, cap: 
     return gather_entities(span_rep, capped, span_idx.reshape(B, -1, 2) * span_mask.reshape(B, -1, 1).long())
 
 
-def capped_pairs(
-    entity_rep: torch.Tensor,
-    entity_mask: torch.Tensor,
-    adjacency: Optional[torch.Tensor],
-    adjacency_threshold: float,
-    max_pairs: Optional[int],
-) -> CandidatePairs:
-    """The reference's candidate pairs (``adjacency > adjacency_threshold``, or every directed pair
-    without an adjacency layer; row-major), at most ``max_pairs`` per window: the highest adjacency
-    scores (the first pairs without an adjacency layer), kept in row-major order. The cap is applied
-    to pair *indices*, before any pair representation is built, so memory follows ``max_pairs``, not
-    the square of the entity count. Warns when it drops pairs."""
-    B, E = entity_mask.shape
-    device = entity_mask.device
-    off_diagonal = ~torch.eye(E, dtype=torch.bool, device=device)
-    if adjacency is None:
-        real = entity_mask.bool()
-        candidates = real.unsqueeze(2) & real.unsqueeze(1) & off_diagonal
-    else:
-        candidates = (adjacency > adjacency_threshold) & off_diagonal
-    lists, most = [], 0
-    for b in range(B):
-        index = torch.nonzero(candidates[b])  # row-major
-        most = max(most, index.size(0))
-        if max_pairs is not None and index.size(0) > max_pairs:
-            if adjacency is not None:
-                keep = adjacency[b, index[:, 0], index[:, 1]].float().topk(max_pairs).indices.sort().values
-                index = index[keep]
-            else:
-                index = index[:max_pairs]
-        lists.append(index)
-    if max_pairs is not None and most > max_pairs:
-        warnings.warn(
-            f"gliner_relex: a window had {most} candidate entity pairs; only the {max_pairs} with "
-            "the highest adjacency scores were classified (config 'max_pairs'). Raise 'max_pairs', the "
-            "entity 'threshold' or the 'adjacency_threshold' to avoid dropping pairs.",
-            stacklevel=3,
-        )
-    return pairs_from_lists(lists, entity_rep, B)
+def _highest_adjacency_pairs(
+    blocks: Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]], max_pairs: int, num_entities: int
+) -> Tuple[List[Tuple[torch.Tensor, None]], int]:
+    """The opt-in ``max_pairs`` cap on one window's candidate pair blocks: the ``max_pairs`` pairs
+    with the highest adjacency scores (the first ones without an adjacency layer), back in row-major
+    order, as one block; and how many candidates there were. Kept pairs are selected block by block,
+    so memory follows the cap, not the candidate count."""
+    kept_index: Optional[torch.Tensor] = None
+    kept_score: Optional[torch.Tensor] = None
+    total = 0
+    for index, score in blocks:
+        total += index.size(0)
+        if score is None:  # no adjacency layer: the pairs come in row-major order, keep the first ones
+            room = max_pairs - (0 if kept_index is None else kept_index.size(0))
+            if room > 0:
+                kept_index = index[:room] if kept_index is None else torch.cat((kept_index, index[:room]))
+            continue
+        if kept_index is not None:
+            index, score = torch.cat((kept_index, index)), torch.cat((kept_score, score))
+        if index.size(0) > max_pairs:
+            top = score.float().topk(max_pairs).indices
+            index, score = index[top], score[top]
+        kept_index, kept_score = index, score
+    if kept_index is None or kept_index.size(0) == 0:
+        return [], total
+    order = (kept_index[:, 0] * num_entities + kept_index[:, 1]).argsort()
+    return [(kept_index[order], None)], total
+
+
+def _chunks(blocks, size: int) -> Iterator[torch.Tensor]:
+    """Re-cut a stream of ``(pair index (n, 2), ...)`` blocks into pair index chunks of exactly
+    ``size`` pairs (the last one shorter), order kept: sparse adjacency blocks would otherwise
+    reach the relation head a few pairs at a time."""
+    pending: List[torch.Tensor] = []
+    held = 0
+    for index, _ in blocks:
+        while index.size(0):
+            take = index[: size - held]
+            index = index[take.size(0):]
+            pending.append(take)
+            held += take.size(0)
+            if held == size:
+                yield torch.cat(pending)
+                pending, held = [], 0
+    if held:
+        yield torch.cat(pending)

@@ -138,3 +138,74 @@ def separating_threshold(values, keep_fraction: float, min_gap: float = 1e-4) ->
         if upper - lower >= min_gap and (best is None or abs(k - target) < abs(best[0] - target)):
             best = (k, (upper + lower) / 2)
     return best[1] if best is not None else float(values[-1]) - min_gap
+
+
+def threshold_in_gap(values, keep_fraction: float, search: float = 0.03) -> float:
+    """A threshold that keeps about ``keep_fraction`` of ``values``, placed in the middle of the
+    widest gap between neighbouring sorted values within ``search`` (a fraction of the count) of
+    that rank. Two implementations that agree to float noise then keep exactly the same values,
+    on any CPU; a midpoint between two arbitrary neighbours (often ~1e-7 apart here) would not."""
+    import torch
+
+    ordered = torch.as_tensor(values).flatten().double().sort(descending=True).values
+    n = ordered.numel()
+    if n < 2:
+        raise ValueError("need at least two values to place a threshold between")
+    target = max(1, min(n - 1, int(round(keep_fraction * n))))
+    reach = max(1, int(search * n))
+    low, high = max(1, target - reach), min(n - 1, target + reach)
+    gaps = ordered[low - 1 : high] - ordered[low : high + 1]  # gap i sits between ranks i-1 and i
+    k = low + int(gaps.argmax())
+    if gaps.max() <= 0:
+        raise ValueError("all values near the requested rank are equal; no gap to place a threshold in")
+    return float((ordered[k - 1] + ordered[k]) / 2)
+
+
+def relex_thresholds(extractor, docs_words, entity_labels, relations, entity_fraction: float,
+                     adjacency_fraction: float, relation_fraction: float):
+    """Entity, adjacency and relation thresholds for a relex extractor that keep the given fractions
+    of its own scores on ``docs_words`` (one window each), each in a wide gap of its distribution
+    (:func:`threshold_in_gap`), so the reference and we keep the same candidates on any CPU; and the
+    most candidate pairs one document has at them. The scores only place thresholds: parity tests
+    take their expected output from the reference."""
+    import torch
+
+    from spacy_gliner.modeling.encoders import gather_prompt_vectors
+    from spacy_gliner.modeling.relation_heads import gather_entities
+
+    head = extractor.model.relation_head
+    prompt = extractor.inputs.relex_prompt_ids(entity_labels, relations)
+    encoded = []
+    with torch.inference_mode():
+        for words in docs_words:
+            batch = extractor.inputs.build([extractor.inputs.word_pieces(words)], prompt)
+            reps = extractor.model.represent(batch)
+            logits, span_rep = extractor.model.score_spans(reps)
+            W, K = logits.shape[1:3]
+            valid = (torch.arange(W).view(W, 1) + torch.arange(K).view(1, K)) < len(words)
+            prompts, _ = gather_prompt_vectors(reps.token_embeddings, batch.input_ids, batch.attention_mask,
+                                               extractor.rel_token_id, extractor.config.embed_rel_token,
+                                               count=len(relations))
+            encoded.append((torch.sigmoid(logits[0]).max(-1).values, valid, span_rep, prompts[0]))
+        t_ent = threshold_in_gap(torch.cat([best[valid] for best, valid, _, _ in encoded]), entity_fraction)
+        arguments = []
+        for best, valid, span_rep, prompts in encoded:
+            entities = gather_entities(span_rep, ((best > t_ent) & valid).view(1, -1))
+            if entities.rep.size(1) >= 2:
+                arguments.append((entities.rep[0], entities.mask[0], prompts))
+        adjacency = []
+        for rep, mask, _ in arguments:
+            scores = head.score_adjacency(rep[None], mask[None])
+            if scores is not None:
+                adjacency.append(scores[0][~torch.eye(rep.size(0), dtype=torch.bool)])
+        t_adj = threshold_in_gap(torch.cat(adjacency), adjacency_fraction) if adjacency else 0.5
+        probabilities, most = [], 0
+        for rep, mask, prompts in arguments:
+            blocks = [index for index, _ in head.candidate_pair_blocks(rep, mask, t_adj)]
+            if not blocks:
+                continue
+            pairs = torch.cat(blocks)
+            most = max(most, pairs.size(0))
+            probabilities.append(torch.sigmoid(head.score_pair_chunk(rep, pairs, prompts)).flatten())
+        t_rel = threshold_in_gap(torch.cat(probabilities), relation_fraction)
+    return t_ent, t_adj, t_rel, most

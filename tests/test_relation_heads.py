@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from spacy_gliner.modeling.relation_heads import (
+    PAIRS_PER_CHUNK,
     REFERENCE_KEY_PREFIXES,
     SUPPORTED_RELATIONS_LAYERS,
     SUPPORTED_TRIPLES_LAYERS,
@@ -588,3 +589,67 @@ def test_no_entities_gives_empty_pairs(mode):
     assert out.rel_logits.shape == (2, 1, 5)
     decoded = decode_relations(out.rel_logits, out.pairs.index, out.pairs.mask, [[], []], out.entities.spans, 0.0)
     assert decoded == [[], []]
+
+
+# ---------------------------------------------------------------------------
+# bounded-memory inference: streamed pairs and chunked scores equal forward()'s
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "layer, triples",
+    [(m, None) for m in SUPPORTED_RELATIONS_LAYERS] + [("dot", "DistMult"), ("none", "ComplEx")],
+)
+def test_streamed_pairs_and_chunked_scores_equal_the_whole_computation(layer, triples):
+    """candidate_pair_blocks (tiny blocks, so many of them) lists exactly make_pairs' pairs in the same
+    order with the same adjacency values, and score_pair_chunk (odd chunk sizes) gives
+    score_relations' logits: the extractor's chunked path is the reference's computation, cut up."""
+    from support import threshold_in_gap
+
+    torch.manual_seed(5)
+    head = RelationHead(32, relations_layer=layer, triples_layer=triples).eval()
+    g = torch.Generator().manual_seed(1)
+    mask = torch.ones(1, 40, dtype=torch.long)
+    mask[0, 33:] = 0  # padding rows, as a batch of windows has
+    rep = torch.randn(1, 40, 32, generator=g) * 0.3 * mask.unsqueeze(-1)
+    prompts = torch.randn(1, 5, 32, generator=g)
+    with torch.no_grad():
+        adjacency = head.score_adjacency(rep, mask)
+        if adjacency is None:
+            threshold = 0.5  # unused: every pair of real entities
+        else:
+            real = mask[0].bool()
+            valid = real.unsqueeze(1) & real.unsqueeze(0) & ~torch.eye(40, dtype=torch.bool)
+            threshold = threshold_in_gap(adjacency[0][valid], 0.5)
+        whole = head.make_pairs(rep, mask, adjacency, threshold)
+        expected_pairs = whole.index[0][whole.mask[0]]
+        expected_logits, _ = head.score_relations(whole.head, whole.tail, prompts)
+        expected_logits = expected_logits[0][whole.mask[0]]
+
+        blocks = list(head.candidate_pair_blocks(rep[0], mask[0], threshold, block_cells=100))
+        assert len(blocks) > 5
+        pairs = torch.cat([index for index, _ in blocks])
+        assert pairs.size(0) > 100
+        assert torch.equal(pairs, expected_pairs)
+        if adjacency is None:
+            assert all(values is None for _, values in blocks)
+        else:
+            values = torch.cat([values for _, values in blocks])
+            assert torch.allclose(values, adjacency[0][pairs[:, 0], pairs[:, 1]], atol=1e-6, rtol=0)
+        logits = torch.cat([head.score_pair_chunk(rep[0], pairs[i : i + 37], prompts[0])
+                            for i in range(0, pairs.size(0), 37)])
+    assert torch.allclose(logits, expected_logits, atol=1e-5, rtol=0)
+    assert head.pairs_per_chunk(5) == (PAIRS_PER_CHUNK if triples is None else PAIRS_PER_CHUNK // 5)
+
+
+def test_relation_threshold_compares_like_python_floats():
+    """The reference compares Python floats (float64): a score a hair above a threshold that float32
+    cannot represent is kept, though casting the threshold to float32 would make them equal."""
+    logits = torch.tensor([[[0.3, -1.2], [2.0, 0.1]]])
+    score = float(torch.sigmoid(logits)[0, 0, 0])
+    threshold = score - 1e-12
+    assert torch.tensor(threshold, dtype=torch.float32).item() == score
+    found = decode_relation_candidates(logits, torch.tensor([[[0, 1], [1, 0]]]), None, threshold)[0]
+    assert [(r.head, r.tail, r.label) for r in found] == [(0, 1, 0), (1, 0, 0)]
+    nan = decode_relation_candidates(torch.full((1, 1, 1), float("nan")), torch.tensor([[[0, 1]]]), None, 0.5)[0]
+    assert len(nan) == 1  # kept, as the reference's "skip if prob <= threshold" keeps it

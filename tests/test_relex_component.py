@@ -188,7 +188,7 @@ def test_pairs_are_capped_with_a_warning(conll04, pipelines):
     with pytest.warns(UserWarning, match="max_pairs"):
         doc = nlp(texts[0])
     assert len(doc._.relations) <= 50 * len(component.relation_labels)
-    _configure(component, max_pairs=10_000)
+    _configure(component, max_pairs=None)
 
 
 def test_long_document_windows(conll04, pipelines):
@@ -336,6 +336,131 @@ def test_relation_arguments_are_capped_per_window(conll04, pipelines):
         with pytest.warns(UserWarning, match="'max_entities'"):
             doc = nlp(texts[0])
     finally:
-        _configure(component, max_entities=500)
+        _configure(component, max_entities=None)
     args = {(r.head.start, r.head.end) for r in doc._.relations} | {(r.tail.start, r.tail.end) for r in doc._.relations}
     assert 2 <= len(args) <= 20
+
+
+# -- no pair is dropped under the default settings (chunked classification) -----------------------
+
+
+def _dense_thresholds(component, texts, relations, entity_fraction, adjacency_fraction, relation_fraction):
+    from support import relex_thresholds
+
+    return relex_thresholds(component.extractor, [_words(text)[0] for text in texts], ENTITY_LABELS, relations,
+                            entity_fraction, adjacency_fraction, relation_fraction)
+
+
+def _reference_relations(reference, texts, relations, t_ent, t_adj, t_rel, nested):
+    """The reference's relations per text as {(head span, tail span, label): score}, word offsets
+    (end exclusive), and its entities as (start, end, label)."""
+    entities, found = reference.inference(
+        texts, ENTITY_LABELS, relations=relations, threshold=t_ent, adjacency_threshold=t_adj,
+        relation_threshold=t_rel, flat_ner=not nested, batch_size=1,
+    )
+    out = []
+    for text, ref_ents, ref_rels in zip(texts, entities, found):
+        _, starts = _words(text)
+        word_at = {c: i for i, c in enumerate(starts)}
+        ents = [(word_at[e["start"]], len(_words(text[: e["end"]])[0]), e["label"]) for e in ref_ents]
+        rels = {(ents[r["head"]["entity_idx"]][:2], ents[r["tail"]["entity_idx"]][:2], r["relation"]): r["score"]
+                for r in ref_rels}
+        out.append((ents, rels))
+    return out
+
+
+def _our_relations(nlp, texts):
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # under the defaults nothing may be capped: no warning at all
+        for text in texts:
+            words, _ = _words(text)
+            doc = nlp(Doc(nlp.vocab, words=words))
+            ents = [(s.start, s.end, s.label_) for s in doc.spans.get("sc", [])]
+            rels = {((r.head.start, r.head.end), (r.tail.start, r.tail.end), r.label): r.score for r in doc._.relations}
+            out.append((ents, rels))
+    return out
+
+
+def _assert_same_relations(ours, reference):
+    worst, total = 0.0, 0
+    for (our_ents, our_rels), (ref_ents, ref_rels) in zip(ours, reference):
+        # as sets: doc.spans orders nested spans sharing a start by end, the reference by score
+        assert sorted(our_ents) == sorted(ref_ents)
+        assert set(our_rels) == set(ref_rels)
+        for key, score in ref_rels.items():
+            worst = max(worst, abs(our_rels[key] - score))
+        total += len(ref_rels)
+    assert worst <= 1e-5
+    return total, worst
+
+
+def _default_caps_pipeline(relex_models, relations, **config):
+    """A gliner_relex left at its default max_pairs / max_entities (asserted: both unset)."""
+    nlp = spacy.blank("en")
+    component = nlp.add_pipe("gliner_relex", config={"model": str(relex_models["mlp"][1]), "labels": ENTITY_LABELS,
+                                                     "relations": relations, **config})
+    assert component.cfg["max_pairs"] is None and component.cfg["max_entities"] is None
+    return nlp, component
+
+
+@pytest.fixture(scope="module")
+def dense_text():
+    """Three CoNLL04 test sentences as one text: about 80 words, one window."""
+    data = json.loads(CONLL04.read_text())
+    picked = [d for d in data if 24 <= len(d["tokens"]) <= 30][:3]
+    return " ".join(w for d in picked for w in d["tokens"])
+
+
+def test_dense_nested_window_classifies_every_pair(relex_models, conll04, dense_text):
+    """One window with over 10,000 candidate pairs (a few hundred nested relation arguments): under
+    the default settings every pair is classified, in bounded chunks, and the relations are the
+    reference's; the opt-in 'max_pairs' and 'max_entities' caps still drop, with a warning."""
+    _, relations = conll04
+    reference, _ = relex_models["mlp"]
+    nlp, component = _default_caps_pipeline(relex_models, relations, nested=True)
+    # about 260 of its ~900 spans are relation arguments, half their pairs candidates
+    spans = sum(min(12, n - start) for n in [len(_words(dense_text)[0])] for start in range(n))
+    t_ent, t_adj, t_rel, pairs = _dense_thresholds(component, [dense_text], relations, 260 / spans, 0.5, 0.2)
+    component.cfg.update(threshold=t_ent, adjacency_threshold=t_adj, relation_threshold=t_rel)
+    assert pairs > 10_000  # more than the old default cap, so a capped run would drop pairs
+    from spacy_gliner.modeling.relation_heads import PAIRS_PER_CHUNK
+    assert pairs > 2 * PAIRS_PER_CHUNK  # and several chunks
+
+    ours = _our_relations(nlp, [dense_text])
+    expected = _reference_relations(reference, [dense_text], relations, t_ent, t_adj, t_rel, nested=True)
+    total, worst = _assert_same_relations(ours, expected)
+    assert total >= 20
+    print(f"\n[dense] {pairs} candidate pairs in one window; relations ours = reference = {total}, "
+          f"max |score diff| {worst:.1e}")
+
+    all_relations = set(ours[0][1])
+    for cap, pattern in (({"max_pairs": 1000}, r"candidate entity pairs; only the 1000 .*'max_pairs'"),
+                         ({"max_entities": 40}, r"only 40 take part in relations.*'max_entities'")):
+        component.cfg.update(cap)
+        try:
+            with pytest.warns(UserWarning, match=pattern):
+                doc = nlp(Doc(nlp.vocab, words=_words(dense_text)[0]))
+        finally:
+            component.cfg.update(max_pairs=None, max_entities=None)
+        capped = {((r.head.start, r.head.end), (r.tail.start, r.tail.end), r.label) for r in doc._.relations}
+        assert capped < all_relations  # a strict subset: the cap dropped relations, added none
+
+
+def test_conll04_sentences_match_reference_under_default_caps(relex_models, conll04):
+    """The first 40 CoNLL04 test sentences, flat entities, default caps: the same relations and
+    scores as the reference, including a sentence with more than 10,000 candidate pairs."""
+    _, relations = conll04
+    texts = [" ".join(d["tokens"]) for d in json.loads(CONLL04.read_text())[:40]]
+    reference, _ = relex_models["mlp"]
+    nlp, component = _default_caps_pipeline(relex_models, relations)
+    t_ent, t_adj, t_rel, pairs = _dense_thresholds(component, texts, relations, 0.05, 0.95, 0.2)
+    component.cfg.update(threshold=t_ent, adjacency_threshold=t_adj, relation_threshold=t_rel)
+    assert pairs > 10_000
+
+    ours = _our_relations(nlp, texts)
+    expected = _reference_relations(reference, texts, relations, t_ent, t_adj, t_rel, nested=False)
+    total, worst = _assert_same_relations(ours, expected)
+    assert total >= 40
+    print(f"\n[conll04 x40] most candidate pairs in a window {pairs}; relations ours = reference = {total}, "
+          f"max |score diff| {worst:.1e}")

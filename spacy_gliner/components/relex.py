@@ -61,8 +61,10 @@ DEFAULT_RELEX_CONFIG: Dict[str, Any] = {
     "batch_size": 8,
     "max_window_words": None,
     "window_overlap": None,
-    "max_pairs": 10_000,
-    "max_entities": 500,
+    # Opt-in caps per window (null: none). Memory is bounded without them; a cap drops candidates,
+    # with a warning.
+    "max_pairs": None,
+    "max_entities": None,
     "use_doc_ents": False,
     "scorer": {"@scorers": "spacy_gliner.relex_scorer.v1"},
 }
@@ -91,8 +93,8 @@ def make_gliner_relex(
     batch_size: int,
     max_window_words: Optional[int],
     window_overlap: Optional[int],
-    max_pairs: int,
-    max_entities: int,
+    max_pairs: Optional[int],
+    max_entities: Optional[int],
     use_doc_ents: bool,
     scorer: Optional[Callable],
 ) -> "GlinerRelex":
@@ -118,13 +120,6 @@ def make_gliner_relex(
         use_doc_ents=use_doc_ents,
         scorer=scorer,
     )
-
-
-def _at_least_one(value, name: str) -> int:
-    value = optional_int(value, f"gliner_relex '{name}'", 1)
-    if value is None:
-        raise ValueError(f"gliner_relex '{name}' must be an integer >= 1, got None.")
-    return value
 
 
 def _probability(value, name: str, optional: bool) -> Optional[float]:
@@ -181,8 +176,8 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
         batch_size: int = 8,
         max_window_words: Optional[int] = None,
         window_overlap: Optional[int] = None,
-        max_pairs: int = 10_000,
-        max_entities: int = 500,
+        max_pairs: Optional[int] = None,
+        max_entities: Optional[int] = None,
         use_doc_ents: bool = False,
         scorer: Optional[Callable] = score_gliner_relex,
     ):
@@ -214,7 +209,6 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
             normalize_labels(relations, "gliner_relex 'relations'") if relations else ([], [])
         )
         _check_collisions(self._label_names, self.label_texts, self._relation_names, self.relation_texts)
-        max_pairs = _at_least_one(max_pairs, "max_pairs")
         self.cfg: Dict[str, Any] = {
             "threshold": _probability(threshold, "threshold", False),
             "relation_threshold": _probability(relation_threshold, "relation_threshold", True),
@@ -225,8 +219,8 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
             "batch_size": optional_int(batch_size, "gliner_relex 'batch_size'", 1),
             "max_window_words": optional_int(max_window_words, "gliner_relex 'max_window_words'", 2),
             "window_overlap": optional_int(window_overlap, "gliner_relex 'window_overlap'", 0),
-            "max_pairs": max_pairs,
-            "max_entities": _at_least_one(max_entities, "max_entities"),
+            "max_pairs": optional_int(max_pairs, "gliner_relex 'max_pairs'", 1),
+            "max_entities": optional_int(max_entities, "gliner_relex 'max_entities'", 1),
             "use_doc_ents": bool(use_doc_ents),
         }
         self.scorer = scorer
@@ -399,7 +393,7 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
             adjacency_threshold=self.cfg["adjacency_threshold"],
             nested=self.cfg["nested"],
             max_pairs=self.cfg["max_pairs"],
-            max_entities=self.cfg.get("max_entities", 500),
+            max_entities=self.cfg.get("max_entities"),
         )
 
     def predict(self, docs: Iterable[Doc]):

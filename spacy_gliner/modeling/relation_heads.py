@@ -25,7 +25,7 @@ state-dict names onto them.  See ``docs/relex_reference.md`` for the full spec.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +53,15 @@ __all__ = [
     "candidate_pairs_from_adjacency",
     "all_candidate_pairs",
     "pairs_from_lists",
+    "PAIRS_PER_CHUNK",
+    "ADJACENCY_BLOCK_CELLS",
 ]
+
+# Inference bounds (see RelationHead.candidate_pair_blocks / score_pair_chunk): pairs classified
+# per call (each holds about 13 D floats through the pair projection: ~50 MB at D = 256), and
+# adjacency cells scored per block (the mlp scorer holds about 4 D floats per cell).
+PAIRS_PER_CHUNK = 4096
+ADJACENCY_BLOCK_CELLS = 16_384
 
 # ``relations_layer`` values understood by the reference (it lower-cases the
 # value first).  ``"none"`` (exact, lower-case) means "no adjacency layer: score
@@ -226,11 +234,22 @@ class PairMLPAdjacency(nn.Module):
         self.pair_mlp = nn.Sequential(nn.Linear(2 * dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1))
 
     def forward(self, entities: torch.Tensor, entity_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.score_rows(entities, entity_mask, 0, entities.size(1))
+
+    def score_rows(
+        self, entities: torch.Tensor, entity_mask: Optional[torch.Tensor], start: int, stop: int
+    ) -> torch.Tensor:
+        """Rows ``start:stop`` of the adjacency, (B, stop - start, E). The whole matrix needs an
+        (E, E, 2D) input; a block of rows needs (rows, E, 2D), which is how inference bounds it."""
         B, E, D = entities.shape
-        heads = entities.unsqueeze(2).expand(B, E, E, D)
-        tails = entities.unsqueeze(1).expand(B, E, E, D)
-        logits = self.pair_mlp(torch.cat([heads, tails], dim=-1)).squeeze(-1)
-        return _mask_pairs(torch.sigmoid(logits), entity_mask)
+        rows = stop - start
+        heads = entities[:, start:stop].unsqueeze(2).expand(B, rows, E, D)
+        tails = entities.unsqueeze(1).expand(B, rows, E, D)
+        probs = torch.sigmoid(self.pair_mlp(torch.cat([heads, tails], dim=-1)).squeeze(-1))
+        if entity_mask is None:
+            return probs
+        m = entity_mask.float()
+        return probs * m[:, start:stop].unsqueeze(2) * m.unsqueeze(1)
 
 
 class AttentionWeightAdjacency(nn.Module):
@@ -877,6 +896,70 @@ class RelationHead(nn.Module):
         tails = tail_rep.unsqueeze(2).expand(B, N, R, D).reshape(B * N * R, D)
         rels = rel_prompts.unsqueeze(1).expand(B, N, R, D).reshape(B * N * R, D)
         return self.triple_scorer(heads, rels, tails).view(B, N, R), None
+
+    # -- bounded-memory inference over one sample ----------------------------------------------
+    #
+    # forward() builds every candidate pair of a batch at once, as the reference does: N = E^2 pairs
+    # in the worst case, each carrying a (2D -> 4D -> D) projection, which is what made the reference
+    # need tens of GB on a few hundred entities. The methods below give the same pairs, in the same
+    # order, with the same scores, a bounded block at a time.
+
+    def candidate_pair_blocks(
+        self,
+        entity_rep: torch.Tensor,
+        entity_mask: torch.Tensor,
+        adjacency_threshold: float,
+        block_cells: int = ADJACENCY_BLOCK_CELLS,
+    ) -> Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """One sample's candidate pairs, ``entity_rep`` (E, D) and ``entity_mask`` (E,), as
+        successive ``(index (n, 2) long, adjacency (n,) or None)`` blocks whose concatenation is
+        :meth:`make_pairs`' row-major list. Each block covers at most ``block_cells`` (head, tail)
+        cells (at least one head row), so memory does not grow with E^2."""
+        E = entity_rep.size(0)
+        device = entity_rep.device
+        rows_per_block = max(1, block_cells // max(E, 1))
+        if self.adjacency_scorer is None:
+            # the reference pairs the first n entities, n = the number of real ones
+            n = int(entity_mask.sum())
+            for start in range(0, n, rows_per_block):
+                stop = min(n, start + rows_per_block)
+                heads = torch.arange(start, stop, device=device).repeat_interleave(n)
+                tails = torch.arange(n, device=device).repeat(stop - start)
+                distinct = heads != tails
+                yield torch.stack((heads[distinct], tails[distinct]), dim=1), None
+            return
+        if E < 2:
+            return
+        reps, mask = entity_rep.unsqueeze(0), entity_mask.unsqueeze(0)
+        score_rows = getattr(self.adjacency_scorer, "score_rows", None)
+        # only the mlp scorer costs more than E x E to compute; the others are scored whole once
+        whole = None if score_rows is not None else self.adjacency_scorer(reps, mask)[0]
+        for start in range(0, E, rows_per_block):
+            stop = min(E, start + rows_per_block)
+            block = score_rows(reps, mask, start, stop)[0] if whole is None else whole[start:stop]
+            passing = block > adjacency_threshold
+            rows = torch.arange(stop - start, device=device)
+            passing[rows, rows + start] = False  # no self pairs
+            local = torch.nonzero(passing)  # row-major
+            values = block[local[:, 0], local[:, 1]]
+            local[:, 0] += start
+            yield local, values
+
+    def pairs_per_chunk(self, num_relations: int) -> int:
+        """How many pairs one call of :meth:`score_pair_chunk` classifies: a triple scorer expands
+        every pair to one row per relation label, the pair projection does not."""
+        if self.pair_projection is not None:
+            return PAIRS_PER_CHUNK
+        return max(1, PAIRS_PER_CHUNK // max(num_relations, 1))
+
+    def score_pair_chunk(
+        self, entity_rep: torch.Tensor, pair_index: torch.Tensor, rel_prompts: torch.Tensor
+    ) -> torch.Tensor:
+        """(E, D) entities, (n, 2) pairs, (R, D) relation prompts -> (n, R) relation logits."""
+        head = entity_rep[pair_index[:, 0]].unsqueeze(0)
+        tail = entity_rep[pair_index[:, 1]].unsqueeze(0)
+        logits, _ = self.score_relations(head, tail, rel_prompts.unsqueeze(0))
+        return logits[0]
 
     def forward(
         self,
