@@ -68,6 +68,15 @@ class GlinerModel(nn.Module):
             )
         else:
             self.token_scorer = TokenScorer(config.hidden_size, config.dropout)
+            if config.relex:
+                # Token-level relex (reference UniEncoderTokenRelexModel) is built on the span relex
+                # model: it keeps the label projection (applied before the token scorer) and a span
+                # layer (TokenMarker, the markerV0 layout) that turns decoded entity boundaries into
+                # relation-argument vectors.
+                self.span_head = SpanMarkerHead(config.hidden_size, config.max_width, config.dropout, "markerV0")
+                self.label_projection = feed_forward(
+                    config.hidden_size, config.hidden_size, config.hidden_size * 4, config.dropout
+                )
         if config.relex:
             from .relation_heads import build_relation_head
 
@@ -107,7 +116,7 @@ class GlinerModel(nn.Module):
         return self.finish_label_vectors(pooled)
 
     def finish_label_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
-        return self.label_projection(vectors) if self.config.is_span_model else vectors
+        return self.label_projection(vectors) if hasattr(self, "label_projection") else vectors
 
     # -- scoring ------------------------------------------------------------------------------
     def score(
