@@ -218,12 +218,26 @@ def _run_reference(model, sentences, threshold, adjacency_threshold, relation_th
 
 
 def _quantile_threshold(values: torch.Tensor, keep_fraction: float) -> float:
-    """A threshold strictly between sorted neighbours keeping ~keep_fraction of values."""
+    """A threshold strictly between sorted neighbours keeping ~keep_fraction of values.
+
+    When those neighbours are (nearly) equal, float noise decides which side of the midpoint they
+    fall on, so the widest gap within a quarter of the values of that position is used instead.
+    Saturated scores (e.g. the gat adjacency, 1.0 for most pairs) have no gap there at all: a
+    midpoint between equal values would keep none of them; the threshold then goes below them all.
+    """
     values = values.flatten().double().sort(descending=True).values
-    if values.numel() < 2:
+    n = values.numel()
+    if n < 2:
         return 0.5
-    k = max(1, min(values.numel() - 1, int(round(keep_fraction * values.numel()))))
-    return float((values[k - 1] + values[k]) / 2)
+    k = max(1, min(n - 1, int(round(keep_fraction * n))))
+    if float(values[k - 1] - values[k]) > 1e-6:
+        return float((values[k - 1] + values[k]) / 2)
+    low, high = max(1, k - n // 4), min(n - 1, k + n // 4)
+    gaps = values[low - 1 : high] - values[low : high + 1]
+    i = int(gaps.argmax())
+    if float(gaps[i]) <= 1e-6:
+        return float(values[-1]) / 2
+    return float((values[low - 1 + i] + values[low + i]) / 2)
 
 
 @pytest.fixture(scope="session")
