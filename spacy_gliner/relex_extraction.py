@@ -75,7 +75,8 @@ class RelationExtractor(EntityExtractor):
         if not config.relex or getattr(checkpoint.model, "relation_head", None) is None:
             raise ValueError(
                 "gliner_relex needs a relex checkpoint (gliner_config.json with 'relations_layer' set, "
-                f"model_type 'gliner_uni_encoder_span_relex'); this one is a plain {config.family} NER model. "
+                "model_type 'gliner_uni_encoder_span_relex' or 'gliner_uni_encoder_token_relex'); this one is "
+                f"a plain {config.family} NER model. "
                 "Use gliner_ner for it."
             )
         super().__init__(checkpoint, batch_size=batch_size, max_window_words=max_window_words,
@@ -146,7 +147,8 @@ class RelationExtractor(EntityExtractor):
         unusable = 0
         jobs = []  # (window, prompt ids, given entities wholly inside it)
         pieces: Dict[int, List[List[int]]] = {}
-        width = self.config.max_width
+        # token-level relex models represent spans of any width; span models only up to max_width
+        width = self.config.max_width if self.config.is_span_model else float("inf")
         for doc_index, (words, entities) in enumerate(zip(docs_words, docs_entities)):
             if len(entities) < 2 or not relation_texts:
                 continue
@@ -180,13 +182,21 @@ class RelationExtractor(EntityExtractor):
                     [pieces[w.doc_index][w.start : w.end] for w in batch_windows], prompts=[job[1] for job in batch_jobs]
                 ).to(device)
                 reps = self.model.represent(batch)
-                span_rep = self.model.span_head(reps.words)
-                B, W = span_rep.shape[:2]
-                keep = torch.zeros((B, W, K), dtype=torch.bool)
-                for b, (window, _, inside) in enumerate(batch_jobs):
-                    for s, e in inside:
-                        keep[b, s - window.start, e - s - 1] = True
-                entities = gather_entities(span_rep, keep.to(device), span_index(B, W, K, device))
+                if self.config.is_span_model:
+                    span_rep = self.model.span_head(reps.words)
+                    B, W = span_rep.shape[:2]
+                    keep = torch.zeros((B, W, K), dtype=torch.bool)
+                    for b, (window, _, inside) in enumerate(batch_jobs):
+                        for s, e in inside:
+                            keep[b, s - window.start, e - s - 1] = True
+                    entities = gather_entities(span_rep, keep.to(device), span_index(B, W, K, device))
+                else:
+                    from .token_relex import entities_at
+
+                    entities = entities_at(self.model, reps.words, [
+                        torch.tensor([(s - window.start, e - window.start - 1) for s, e in inside], dtype=torch.long)
+                        for window, _, inside in batch_jobs
+                    ])
                 per_window = self._window_relations(entities, reps, batch, len(relation_texts), settings, batch_windows)
                 for window, relations in zip(batch_windows, per_window):
                     if relations:
@@ -248,6 +258,11 @@ class RelationExtractor(EntityExtractor):
 
     def _score_relex_windows(self, windows, pieces, prompt, num_relations, settings: RelexSettings):
         """Yield (doc_index, entity candidates, window, relation candidates) per window."""
+        if not self.config.is_span_model:
+            from .token_relex import score_token_relex_windows
+
+            yield from score_token_relex_windows(self, windows, pieces, prompt, num_relations, settings)
+            return
         threshold = settings.threshold
         order = sorted(
             range(len(windows)),

@@ -495,7 +495,10 @@ def _check_relex_new_model(spec: Dict[str, Any], name: str) -> Dict[str, Any]:
         raise ValueError(f"{name} 'new_model': relex models are uni-encoder models; remove 'label_encoder'.")
     spec = check_new_model(spec, name, RELEX_NEW_MODEL_KEYS)
     if spec.get("span_mode") == "token_level":
-        raise ValueError(f"{name} 'new_model': relex models are span models; span_mode 'token_level' is not supported.")
+        raise ValueError(
+            f"{name} 'new_model': new relex models are span models; span_mode 'token_level' is not supported "
+            "(token-level relex checkpoints run for inference only)."
+        )
     return spec
 
 

@@ -105,10 +105,15 @@ class GlinerConfig:
             )
         bi_encoder = bool(data.get("labels_encoder")) or model_type.startswith("gliner_bi_encoder")
         relex = data.get("relations_layer") is not None or "relex" in model_type
-        if relex and span_mode == TOKEN_MODE:
-            raise UnsupportedCheckpointError(f"{source}: token-level relex checkpoints are not supported.")
         if relex and bi_encoder:
-            raise UnsupportedCheckpointError(f"{source}: bi-encoder relex checkpoints are not supported.")
+            # gliner 0.2.29 has no bi-encoder relex model either: with 'relations_layer' set it builds
+            # a uni-encoder relex model and never uses the labels encoder.
+            raise UnsupportedCheckpointError(
+                f"{source}: bi-encoder relex checkpoints ('labels_encoder' with 'relations_layer') are not "
+                "supported; the reference gliner has no bi-encoder relex family. Supported relex families: "
+                "uni-encoder span relex (gliner_uni_encoder_span_relex) and uni-encoder token-level relex "
+                "(gliner_uni_encoder_token_relex)."
+            )
         hidden_size = int(data.get("hidden_size", 512))
         if relex and data.get("triples_layer") is not None:
             _check_triples_layer(data["triples_layer"], hidden_size, source)
@@ -226,5 +231,6 @@ _KNOWN_MODEL_TYPES = {
     "gliner_bi_encoder",
     "gliner_uni_encoder",
     "gliner_uni_encoder_span_relex",
+    "gliner_uni_encoder_token_relex",
     "gliner",
 }

@@ -64,6 +64,23 @@ class SpanMarkerHead(nn.Module):
         return spans
 
 
+    def spans_at(self, words: torch.Tensor, span_idx: torch.Tensor) -> torch.Tensor:
+        """(B, W, D) word vectors, (B, E, 2) word (start, end inclusive) -> (B, E, D) span vectors.
+
+        The reference's ``TokenMarker`` (token-level relex models): the same projections as
+        ``markerV0`` applied to arbitrary spans, of any width, instead of the (start, width) grid.
+        The output layer runs on the concatenation as in the reference (no split), so the vectors
+        of a given span are the reference's bit for bit on CPU.
+        """
+        dim = words.size(-1)
+        start = self.project_start(words)
+        end = self.project_end(words)
+        starts = span_idx[..., 0].unsqueeze(-1).expand(-1, -1, dim)
+        ends = span_idx[..., 1].unsqueeze(-1).expand(-1, -1, dim)
+        pair = torch.cat([start.gather(1, starts), end.gather(1, ends)], dim=-1).relu()
+        return self.out_project(pair)
+
+
 def _by_width(per_word: torch.Tensor, max_width: int) -> torch.Tensor:
     """(B, W, X) -> (B, W, K, X): for each start i, the rows of words i..i+K-1 (zeros past the end)."""
     padded = F.pad(per_word, (0, 0, 0, max_width - 1))

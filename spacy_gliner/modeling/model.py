@@ -68,6 +68,15 @@ class GlinerModel(nn.Module):
             )
         else:
             self.token_scorer = TokenScorer(config.hidden_size, config.dropout)
+            if config.relex:
+                # Token-level relex (reference UniEncoderTokenRelexModel) is built on the span relex
+                # model: it keeps the label projection (applied before the token scorer) and a span
+                # layer (TokenMarker, the markerV0 layout) that turns decoded entity boundaries into
+                # relation-argument vectors.
+                self.span_head = SpanMarkerHead(config.hidden_size, config.max_width, config.dropout, "markerV0")
+                self.label_projection = feed_forward(
+                    config.hidden_size, config.hidden_size, config.hidden_size * 4, config.dropout
+                )
         if config.post_fusion_schema:
             from .fusion import PostFusion
 
@@ -131,7 +140,7 @@ class GlinerModel(nn.Module):
     def finish_label_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
         if self.applies_post_fusion:
             return vectors  # projected after fusion, per window (see score_spans)
-        return self.label_projection(vectors) if self.config.is_span_model else vectors
+        return self.label_projection(vectors) if hasattr(self, "label_projection") else vectors
 
     def fuse(
         self, reps: WordRepresentations, labels: torch.Tensor, label_mask: Optional[torch.Tensor] = None

@@ -1017,14 +1017,14 @@ def build_relation_head(config: Mapping[str, Any]) -> Optional[RelationHead]:
     """Build the head from a GLiNER config dict (``gliner_config.json``).
 
     Returns None when ``relations_layer`` is absent/None (not a relex model).
-    Raises ValueError for a ``token_level`` span mode (token relex models use a
-    different entity path - see the spec) and for unsupported layer values.
+    Raises ValueError for unsupported layer values. Span and token-level relex
+    models share this head: they differ only in how the entity list is chosen
+    (span scores here, start/end/inside token scores in
+    :mod:`spacy_gliner.token_relex`), not in adjacency, pairing or scoring.
     """
     relations_layer = config.get("relations_layer")
     if relations_layer is None:
         return None
-    if config.get("span_mode") == "token_level":
-        raise ValueError("token_level relex models are not supported by RelationHead (span relex only)")
     return RelationHead(
         hidden_size=int(config.get("hidden_size", 512)),
         relations_layer=relations_layer,

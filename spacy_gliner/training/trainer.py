@@ -145,6 +145,15 @@ class RelexTrainer(Trainer):
     are the raw ``<<REL>>`` token vectors. A batch without relation labels trains entities only."""
 
     def __init__(self, model: GlinerModel, settings: TrainingSettings, relex: RelexLossSettings, rel_token_id: int):
+        if not model.config.is_span_model:
+            # The losses below read span-grid logits and gold span slots; the token-level relex
+            # model (reference UniEncoderTokenRelexModel) trains on start/end/inside targets and
+            # gold-boundary argument vectors instead, which no batch builder here produces.
+            raise ValueError(
+                "gliner_relex cannot train token-level relex checkpoints (span_mode 'token_level', "
+                "model_type 'gliner_uni_encoder_token_relex'); they run for inference only. Train a span "
+                "relex model (span_mode 'markerV0') instead, or fine-tune this one with the gliner package."
+            )
         super().__init__(model, settings)
         self.relex = relex
         self.rel_token_id = rel_token_id
