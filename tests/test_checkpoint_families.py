@@ -104,3 +104,13 @@ def test_saved_pipeline_is_self_contained(name, hub_families, tmp_path):
         assert our_spans(reloaded, TEXTS[:2]) == before
     finally:
         aside.rename(cache)
+
+
+def test_refused_family_is_named_at_add_pipe(hub_families):
+    """A decoder checkpoint (still refused) stops at add_pipe with the family and the reason."""
+    from spacy_gliner.modeling.config import UnsupportedCheckpointError
+
+    hub_id = hub_families("span_decoder")
+    nlp = spacy.blank("en")
+    with pytest.raises(UnsupportedCheckpointError, match="generative label decoder.*UniEncoderSpanDecoder.*not implemented"):
+        nlp.add_pipe("gliner_ner", config={"model": hub_id, "labels": LABELS})

@@ -278,6 +278,9 @@ class GlinerLinker(GlinerPipe):
     def _validate_local_checkpoint(self) -> None:
         directory = Path(self.source).expanduser()
         if not directory.is_dir():
+            from ..modeling.checkpoint import check_cached_hub_checkpoint
+
+            check_cached_hub_checkpoint(self.source)
             return
         from ..linking import check_linker_checkpoint
         from ..modeling.checkpoint import check_checkpoint_files

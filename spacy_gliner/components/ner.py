@@ -202,6 +202,9 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         """
         directory = Path(self.source).expanduser()
         if not directory.is_dir():
+            from ..modeling.checkpoint import check_cached_hub_checkpoint
+
+            check_cached_hub_checkpoint(self.source)
             return
         from ..modeling.checkpoint import check_checkpoint_files, label_lengths
 

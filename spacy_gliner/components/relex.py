@@ -237,6 +237,9 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
         """Fail at ``add_pipe`` for a local checkpoint that is not relex or whose labels do not fit."""
         directory = Path(self.source).expanduser()
         if not directory.is_dir():
+            from ..modeling.checkpoint import check_cached_hub_checkpoint
+
+            check_cached_hub_checkpoint(self.source)
             return
         from ..modeling.checkpoint import check_checkpoint_files, label_lengths
 

@@ -327,6 +327,22 @@ def open_tokenizers(directory: Path, config: GlinerConfig) -> Tuple[Any, Optiona
     return tokenizer, label_tokenizer
 
 
+def check_cached_hub_checkpoint(name: str) -> Optional[GlinerConfig]:
+    """For a hub id already in the local Hugging Face cache, :func:`check_checkpoint_files` on its
+    snapshot; None for anything else. Never downloads: a saved pipeline that names a hub id must
+    load on a machine that never fetched it."""
+    text = str(name)
+    if text.startswith((".", "/", "~")) or text.count("/") != 1:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(text, CONFIG_FILE)
+    except Exception:  # an id the hub client rejects is reported when the model loads
+        return None
+    return check_checkpoint_files(Path(cached).parent) if isinstance(cached, str) else None
+
+
 def check_checkpoint_files(directory: Path) -> GlinerConfig:
     """Config readable and supported, a weights file present; nothing heavy is loaded."""
     config = read_config(directory)

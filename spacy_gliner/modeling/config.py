@@ -13,17 +13,40 @@ SPAN_MODES = ("markerV0", "marker")
 TOKEN_MODE = "token_level"
 SUBTOKEN_POOLING = ("first", "last", "mean", "max")
 
-# Options whose non-default value changes the architecture in ways we do not implement.
+# Options whose non-default value makes a family we do not run: option -> (family, why it is refused).
 _UNSUPPORTED_IF_SET = {
-    "labels_decoder": "label-generation decoders",
-    "span_encoder_config": "span context encoders",
-    "decoder_config": "streaming decoder backbones",
+    "labels_decoder": (
+        "GLiNER with a generative label decoder (UniEncoderSpanDecoder / UniEncoderTokenDecoder)",
+        "the decoder that writes a label for each span is not implemented yet",
+    ),
+    "span_encoder_config": (
+        "GLiNER with a span context encoder",
+        "an experimental layer of the reference with no published checkpoint",
+    ),
+    "decoder_config": (
+        "streaming GLiNER on a causal decoder backbone (StreamingSpan)",
+        "its cached, session-based inference is not implemented",
+    ),
 }
 _UNSUPPORTED_IF_TRUE = {
-    "fuse_layers": "layer fusion",
-    "represent_spans": "token-level span representations",
-    "precomputed_prompts_mode": "precomputed prompt embeddings",
+    "fuse_layers": ("GLiNER with fused encoder layers", "an experimental option with no published checkpoint"),
+    "represent_spans": ("token-level GLiNER with span representations", "used only by decoder models"),
+    "precomputed_prompts_mode": ("GLiNER with precomputed prompt embeddings", "a training-time option of the reference"),
 }
+_UNSUPPORTED_MODEL_TYPES = {
+    "gliner_uni_encoder_span_decoder": _UNSUPPORTED_IF_SET["labels_decoder"],
+    "gliner_encoder_token_decoder": _UNSUPPORTED_IF_SET["labels_decoder"],
+    "gliner_streaming_span": _UNSUPPORTED_IF_SET["decoder_config"],
+}
+
+
+def _refusal(source: str, what: str, family_and_reason) -> "UnsupportedCheckpointError":
+    family, reason = family_and_reason
+    return UnsupportedCheckpointError(
+        f"{source}: {what}: this is a {family}, which spacy-gliner does not run ({reason}). Supported: "
+        "uni- and bi-encoder span and token NER (post-fusion included), span and token relex (every "
+        "relations_layer and triples_layer the reference builds); see the README's checkpoint families."
+    )
 
 
 class UnsupportedCheckpointError(ValueError):
@@ -72,18 +95,14 @@ class GlinerConfig:
     @classmethod
     def from_dict(cls, data: Dict[str, Any], source: str = "gliner_config.json") -> "GlinerConfig":
         data = dict(data)
-        for key, what in _UNSUPPORTED_IF_SET.items():
+        for key, family in _UNSUPPORTED_IF_SET.items():
             if data.get(key):
-                raise UnsupportedCheckpointError(
-                    f"{source}: '{key}' is set ({what}); spacy-gliner supports the uni-encoder, "
-                    "bi-encoder, token-level and relex families only. Use a checkpoint without "
-                    f"'{key}'."
-                )
-        for key, what in _UNSUPPORTED_IF_TRUE.items():
+                raise _refusal(source, f"'{key}' is set", family)
+        for key, family in _UNSUPPORTED_IF_TRUE.items():
             if data.get(key):
-                raise UnsupportedCheckpointError(
-                    f"{source}: '{key}' is true ({what}), which spacy-gliner does not implement."
-                )
+                raise _refusal(source, f"'{key}' is true", family)
+        if data.get("model_type") in _UNSUPPORTED_MODEL_TYPES:
+            raise _refusal(source, f"model_type is {data['model_type']!r}", _UNSUPPORTED_MODEL_TYPES[data["model_type"]])
         model_type = data.get("model_type") or ""
         if model_type and model_type not in _KNOWN_MODEL_TYPES:
             raise UnsupportedCheckpointError(

@@ -45,6 +45,7 @@ class Family:
     options: Dict = field(default_factory=dict)  # gliner config keys
     label_base_hub_id: Optional[str] = None  # bi-encoders: label tower (the real MiniLM)
     description: str = ""
+    decoder_hub_id: Optional[str] = None  # generative-decoder models: the GPT-2-style label decoder
 
 
 FAMILIES: Dict[str, Family] = {f.name: f for f in [
@@ -80,9 +81,17 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in [
     Family("gliner_x", "knowledgator/gliner-x-small", "mt5", "google/mt5-small", "current",
            dict(span_mode="markerV0", max_width=12, hidden_size=48, dropout=0.4),
            description="gliner-x: mT5 encoder"),
+    Family("bi_post_fusion", "knowledgator/gliner-poly-small-v1.0", "deberta-v3", "microsoft/deberta-v3-small",
+           "current", dict(span_mode="markerV0", max_width=12, hidden_size=64, dropout=0.4,
+                           post_fusion_schema="l2l-l2t-t2t", num_post_fusion_layers=1),
+           label_base_hub_id="BAAI/bge-small-en-v1.5",
+           description="post-fusion (poly-encoder) bi-encoder: label and word vectors attend to each other"),
 ]}
 
-# Joint entity and relation models, run by gliner_relex.
+# Joint entity and relation models, run by gliner_relex. Token-level and triples-layer relex are
+# proven on reference-saved replicas (tests/test_token_relex.py, tests/test_relex_triples.py): their
+# random heads need score spreading there, and a threshold-0 floor here would make the reference
+# pair every token span (tens of GB).
 RELEX_FAMILIES: Dict[str, Family] = {f.name: f for f in [
     Family("relex_span", "knowledgator/gliner-relex-large-v1.0", "deberta-v3", "microsoft/deberta-v3-large",
            "current", dict(span_mode="markerV0", max_width=12, hidden_size=64, dropout=0.4, relations_layer="mlp"),
@@ -90,7 +99,15 @@ RELEX_FAMILIES: Dict[str, Family] = {f.name: f for f in [
 ]}
 
 
-ALL_FAMILIES: Dict[str, Family] = {**FAMILIES, **RELEX_FAMILIES}
+# Published families spacy-gliner refuses, each with an error naming it.
+REFUSED_FAMILIES: Dict[str, Family] = {f.name: f for f in [
+    Family("span_decoder", "knowledgator/gliner-decoder-small-v1.0", "deberta-v3", "microsoft/deberta-v3-small",
+           "current", dict(span_mode="markerV0", max_width=12, hidden_size=64, dropout=0.4, decoder_mode="span"),
+           decoder_hub_id="openai-community/gpt2",
+           description="span encoder with a GPT-2 label decoder (UniEncoderSpanDecoder)"),
+]}
+
+ALL_FAMILIES: Dict[str, Family] = {**FAMILIES, **RELEX_FAMILIES, **REFUSED_FAMILIES}
 
 
 def minilm_dir() -> Path:
@@ -120,6 +137,9 @@ def build_family(family: Family, seed: int = 0) -> str:
         if family.label_base_hub_id:
             place_base_encoder("minilm", family.label_base_hub_id, work)
             config["labels_encoder"] = family.label_base_hub_id
+        if family.decoder_hub_id:
+            place_base_encoder("gpt2", family.decoder_hub_id, work)
+            config["labels_decoder"] = family.decoder_hub_id
         torch.manual_seed(seed)
         model = GLiNER.from_config(config)
         saved = work / "saved"
