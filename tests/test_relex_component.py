@@ -25,8 +25,9 @@ import spacy  # noqa: E402
 from spacy.tokens import Doc  # noqa: E402
 
 import spacy_gliner.components.relex  # noqa: E402,F401  (registers the factory)
+from support import DATA  # noqa: E402
 
-CONLL04 = Path("/work/shared/data/conll04/conll04_test.json")
+CONLL04 = DATA / "conll04" / "conll04_test.json"
 WORD_SPLIT = re.compile(r"\w+(?:[-_]\w+)*|\S")  # the reference's word splitter
 ENTITY_LABELS = ["Peop", "Org", "Loc", "Other"]
 LAYERS = ["dot", "mlp"]
