@@ -108,8 +108,8 @@ def test_links_ents_with_ranked_candidates_that_survive_to_bytes(model_dir, kb_p
     # Exact alias candidates are among those scored: "Apple" may be the company or the fruit.
     apple = [e for e in doc.ents if e.text == "Apple"][0]
     assert {"Q312", "Q89"} & {eid for eid, _ in apple._.gliner_candidates}
-    # Stored in user_data keyed by token offsets: survives doc.to_bytes.
-    assert (CANDIDATES_KEY, apple.start, apple.end) in doc.user_data
+    # Stored in user_data keyed by character offsets (stable through retokenization): survives doc.to_bytes.
+    assert (CANDIDATES_KEY, apple.start_char, apple.end_char) in doc.user_data
     restored = Doc(nlp.vocab).from_bytes(doc.to_bytes())
     assert [(e.text, e.kb_id_, e._.gliner_candidates) for e in restored.ents] == [
         (e.text, e.kb_id_, e._.gliner_candidates) for e in doc.ents
@@ -328,3 +328,18 @@ def test_saved_pipeline_loads_without_its_config_kb_but_not_without_an_external_
     assert [e.kb_id_ for e in loaded(doc_with_ents(loaded, TEXT, ENTS)).ents] == expected
     with pytest.raises(FileNotFoundError, match=rf"'{kb.resolve()}' \(saved in .*external/gliner_linker/cfg because 'copy_kb' is false\) does not exist"):
         spacy.load(tmp_path / "external")
+
+
+def test_candidates_stay_with_their_mention_through_merge_entities(model_dir, kb_path):
+    """Candidates were keyed by token offsets: after merge_entities renumbered the tokens, an
+    entity read the candidates of whichever mention used to sit at its new offsets."""
+    from spacy.pipeline.functions import merge_entities
+
+    nlp = make_nlp(model_dir, kb_path, threshold=0.0)
+    doc = nlp(doc_with_ents(nlp, TEXT, ENTS))
+    before = {e.text: e._.gliner_candidates for e in doc.ents}
+    assert all(before.values())
+    doc = merge_entities(doc)
+    assert {e.text: e._.gliner_candidates for e in doc.ents} == before
+    restored = Doc(nlp.vocab).from_bytes(doc.to_bytes())
+    assert {e.text: e._.gliner_candidates for e in restored.ents} == before

@@ -52,7 +52,11 @@ from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
 
 NIL = "NIL"
 NEGATIVE_LABELS = (NIL, "")
-CANDIDATES_KEY = "spacy_gliner.candidates"
+# user_data key of a mention's ranked candidates: (CANDIDATES_KEY, start_char, end_char).
+# Character offsets, not token offsets: merge_entities and other retokenizers renumber tokens
+# (and leave user_data alone) but never move characters. The name changed with the offsets
+# ("spacy_gliner.candidates" held token offsets), so older docs are never misread.
+CANDIDATES_KEY = "spacy_gliner.candidates.chars"
 EXTENSION = "gliner_candidates"
 KB_DIR = "kb"
 EMBEDDINGS_DIR = "embeddings"
@@ -100,7 +104,7 @@ DEFAULT_LINKER_CONFIG: Dict[str, Any] = {
 
 
 def _get_candidates(span: Span) -> Optional[List[Tuple[str, float]]]:
-    stored = span.doc.user_data.get((CANDIDATES_KEY, span.start, span.end))
+    stored = span.doc.user_data.get((CANDIDATES_KEY, span.start_char, span.end_char))
     return None if stored is None else [(str(eid), float(score)) for eid, score in stored]
 
 
@@ -676,7 +680,8 @@ class GlinerLinker(GlinerPipe):
                 continue
             chosen: Dict[Tuple[int, int], str] = {}
             for start, end, ranked in links:
-                doc.user_data[(CANDIDATES_KEY, start, end)] = [[eid, float(score)] for eid, score in ranked]
+                span = doc[start:end]
+                doc.user_data[(CANDIDATES_KEY, span.start_char, span.end_char)] = [[eid, float(score)] for eid, score in ranked]
                 chosen[(start, end)] = ranked[0][0] if ranked and ranked[0][1] >= threshold else NIL
             doc.set_ents([self._relinked(doc, ent, chosen) for ent in doc.ents])
             key = self.cfg["spans_key"]
