@@ -413,3 +413,30 @@ def test_relations_follow_merge_noun_chunks_after_relex(relex_models):
                 r[:3] for r in got}
         for relation in doc._.relations:
             assert relation.head.doc is doc and 0 <= relation.head.start < relation.head.end <= len(doc)
+
+
+# -- 7. prompt tokens written in the document text (found by tests/test_properties.py) -----------
+
+
+def test_prompt_markers_in_the_text_are_not_taken_for_prompt_classes():
+    import torch
+
+    from spacy_gliner.modeling.encoders import gather_prompt_vectors
+
+    marker = 9
+    # prompt: <m> a <m> b <sep> | text: x <m> y  (the second row is padded and has no text marker)
+    ids = torch.tensor([[marker, 1, marker, 2, 3, 4, marker, 5], [marker, 1, marker, 2, 3, 4, 0, 0]])
+    mask = torch.tensor([[1] * 8, [1] * 6 + [0] * 2])
+    tokens = torch.arange(16, dtype=torch.float).view(2, 8, 1).expand(2, 8, 2).contiguous()
+    vectors, valid = gather_prompt_vectors(tokens, ids, mask, marker, use_marker=True, count=2)
+    assert vectors[:, :, 0].tolist() == [[0.0, 2.0], [8.0, 10.0]] and valid.all()
+
+
+def test_relex_on_text_holding_the_relation_marker(relex_models):
+    """'<<REL>>' in a document was read as one more relation prompt: IndexError in the relation head."""
+    nlp = relex_nlp(relex_models["mlp"][1], **RELEX_SETTINGS)
+    text = "John Smith John Smith John Smith John Smith<<REL>>John Smith "
+    doc = nlp(text)
+    for relation in doc._.relations:
+        assert 0 <= relation.head.start < relation.head.end <= len(doc) and relation.label in RELATIONS
+    assert len(doc.ents) > 0, "the entities around the marker are still found"
