@@ -1,11 +1,24 @@
 """How relations live on a spaCy ``Doc``.
 
 One source of truth: ``doc._.gliner_relations`` holds plain data, a list of
-``[head_start, head_end, tail_start, tail_end, label, score]`` entries in
-*token* offsets (``end`` exclusive, like ``Span.end``). Plain lists of ints,
-strings and floats are stored in ``doc.user_data`` by spaCy, so they survive
+``[head_start, head_end, tail_start, tail_end, label, score, head_start_char,
+head_end_char, tail_start_char, tail_end_char]`` entries: token offsets (``end``
+exclusive, like ``Span.end``) at the time the relation was stored, and the
+character offsets of the same spans. Plain lists of ints, strings and floats are
+stored in ``doc.user_data`` by spaCy, so they survive
 ``doc.to_bytes()``/``Doc.from_bytes()``, ``DocBin(store_user_data=True)`` and
 ``nlp.pipe(..., n_process=2)`` (which ships docs between processes as bytes).
+
+The character offsets are the anchor. Retokenization (``merge_entities``,
+``merge_noun_chunks``, ``doc.retokenize()``) renumbers tokens but never moves
+characters, and spaCy updates neither ``doc.user_data`` nor span groups, so
+stored token offsets go stale. Every reader therefore checks the token offsets
+against the characters and, when they disagree, resolves the characters with
+``doc.char_span(..., alignment_mode="expand")``: an argument merged into a
+larger token becomes that token, a split one keeps covering the same text.
+Entries of six fields (written before character offsets were stored) are read
+by their token offsets; one that no longer fits the doc raises ``ValueError``
+instead of pointing at other tokens.
 
 Two read-only views are derived from that store:
 
@@ -35,6 +48,7 @@ from spacy.tokens import Doc, Span
 
 __all__ = [
     "STORE_ATTR",
+    "StaleRelationsError",
     "Relation",
     "RelationTuple",
     "register_extensions",
@@ -114,12 +128,51 @@ def _coerce(doc: Doc, item: Union[Relation, Sequence]) -> RelationTuple:
     return t
 
 
+class StaleRelationsError(ValueError):
+    """A stored relation no longer fits its doc (e.g. legacy token-only data after retokenization)."""
+
+
+def _resolve(doc: Doc, start: int, end: int, start_char: Optional[int], end_char: Optional[int], entry) -> Tuple[int, int]:
+    """Current token bounds of one stored argument."""
+    n = len(doc)
+    fits = 0 <= start < end <= n
+    if start_char is None:
+        if not fits:
+            raise StaleRelationsError(
+                f"relation {list(entry)!r} in doc._.{STORE_ATTR} holds token offsets only and no longer fits "
+                f"this Doc of {n} tokens (was it retokenized after the relations were stored?); store relations "
+                "again with spacy_gliner.relations.set_relations after retokenizing"
+            )
+        return start, end
+    if fits and doc[start].idx == start_char and doc[end - 1].idx + len(doc[end - 1]) == end_char:
+        return start, end
+    span = doc.char_span(start_char, end_char, alignment_mode="expand") if 0 <= start_char < end_char <= len(doc.text) else None
+    if span is None or len(span) == 0:
+        raise StaleRelationsError(
+            f"relation {list(entry)!r} in doc._.{STORE_ATTR}: characters {start_char}:{end_char} are not "
+            f"inside this Doc's text ({len(doc.text)} characters); the relations belong to another text"
+        )
+    return span.start, span.end
+
+
 def get_relation_tuples(doc: Doc) -> List[RelationTuple]:
-    """The stored relations as tuples, sorted in document order."""
+    """The stored relations as tuples in the doc's *current* token offsets, sorted in document order.
+
+    Follows retokenization through the stored character offsets (see the module docstring).
+    Relations that become identical after a merge keep the highest score.
+    """
     raw = doc._.get(STORE_ATTR)
     if not raw:
         return []
-    out = [(int(r[0]), int(r[1]), int(r[2]), int(r[3]), str(r[4]), float(r[5])) for r in raw]
+    best: Dict[Tuple[int, int, int, int, str], float] = {}
+    for r in raw:
+        chars = [int(c) for c in r[6:10]] if len(r) >= 10 else [None] * 4
+        hs, he = _resolve(doc, int(r[0]), int(r[1]), chars[0], chars[1], r)
+        ts, te = _resolve(doc, int(r[2]), int(r[3]), chars[2], chars[3], r)
+        key, score = (hs, he, ts, te, str(r[4])), float(r[5])
+        if key not in best or score > best[key]:
+            best[key] = score
+    out = [(*key, score) for key, score in best.items()]
     out.sort(key=_sort_key)
     return out
 
@@ -138,7 +191,11 @@ def set_relations(doc: Doc, relations: Iterable[Union[Relation, Sequence]]) -> N
         key = (hs, he, ts, te, label)
         if key not in best or score > best[key]:
             best[key] = score
-    stored = [[*key, score] for key, score in best.items()]
+    stored = [
+        [*key, score, doc[key[0]].idx, doc[key[1] - 1].idx + len(doc[key[1] - 1]),
+         doc[key[2]].idx, doc[key[3] - 1].idx + len(doc[key[3] - 1])]
+        for key, score in best.items()
+    ]
     stored.sort(key=_sort_key)
     # A fresh list of plain lists: msgpack-serialisable and never shared.
     doc._.set(STORE_ATTR, stored)
@@ -149,6 +206,33 @@ def add_relations(doc: Doc, relations: Iterable[Union[Relation, Sequence]]) -> N
     set_relations(doc, [*get_relation_tuples(doc), *relations])
 
 
+def _group_bounds(doc: Doc, spans_key: str) -> List[Tuple[int, int, str]]:
+    """(start, end, label) of the spans in ``doc.spans[spans_key]``, in current token offsets.
+
+    spaCy's retokenizer does not renumber span groups: after a merge their spans keep stale
+    token offsets but also their original character offsets, which are used here to find the
+    tokens they cover now. A span whose stale offsets lie past the new end of the doc cannot
+    even be built (spaCy raises E035); it is skipped, so its relations lose their label but
+    never take another span's.
+    """
+    if spans_key not in doc.spans:
+        return []
+    group, out = doc.spans[spans_key], []
+    for i in range(len(group)):
+        try:
+            span = group[i]
+        except IndexError:
+            continue
+        start, end = span.start, span.end
+        if doc[start].idx != span.start_char or doc[end - 1].idx + len(doc[end - 1]) != span.end_char:
+            current = doc.char_span(span.start_char, span.end_char, alignment_mode="expand")
+            if current is None or len(current) == 0:
+                continue
+            start, end = current.start, current.end
+        out.append((start, end, span.label_))
+    return out
+
+
 def entity_label_for(doc: Doc, start: int, end: int, spans_key: str = "sc") -> str:
     """Label of the entity with exactly these token bounds, or ``""``.
 
@@ -157,10 +241,9 @@ def entity_label_for(doc: Doc, start: int, end: int, spans_key: str = "sc") -> s
     for ent in doc.ents:
         if ent.start == start and ent.end == end:
             return ent.label_
-    if spans_key in doc.spans:
-        for span in doc.spans[spans_key]:
-            if span.start == start and span.end == end:
-                return span.label_
+    for span_start, span_end, label in _group_bounds(doc, spans_key):
+        if span_start == start and span_end == end:
+            return label
     return ""
 
 
@@ -168,9 +251,8 @@ def _entity_labels(doc: Doc, spans_key: str = "sc") -> Dict[Tuple[int, int], str
     """(start, end) -> label, with :func:`entity_label_for`'s precedence, built once per call so
     that reading many relations of a doc with many entities stays linear."""
     labels: Dict[Tuple[int, int], str] = {}
-    if spans_key in doc.spans:
-        for span in reversed(list(doc.spans[spans_key])):
-            labels[(span.start, span.end)] = span.label_
+    for start, end, label in reversed(_group_bounds(doc, spans_key)):
+        labels[(start, end)] = label
     for ent in reversed(list(doc.ents)):
         labels[(ent.start, ent.end)] = ent.label_
     return labels

@@ -1,10 +1,20 @@
 """Session fixtures; the helpers they use live in support.py (two conftest files exist, so
 tests import helpers from support, never from conftest)."""
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from support import FAMILIES, build_reference_checkpoint
+
+# Hypothesis profiles (tests/test_properties.py): "ci" is derandomized so a CI run is
+# reproducible and stays within about two minutes on two cores; "deep" draws ten times as many
+# examples from a fresh random seed. Select with HYPOTHESIS_PROFILE=deep.
+_PROFILE = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.register_profile("ci", max_examples=100, derandomize=True, print_blob=True, **_PROFILE)
+settings.register_profile("deep", max_examples=1000, print_blob=True, **_PROFILE)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -108,8 +108,8 @@ def test_links_ents_with_ranked_candidates_that_survive_to_bytes(model_dir, kb_p
     # Exact alias candidates are among those scored: "Apple" may be the company or the fruit.
     apple = [e for e in doc.ents if e.text == "Apple"][0]
     assert {"Q312", "Q89"} & {eid for eid, _ in apple._.gliner_candidates}
-    # Stored in user_data keyed by token offsets: survives doc.to_bytes.
-    assert (CANDIDATES_KEY, apple.start, apple.end) in doc.user_data
+    # Stored in user_data keyed by character offsets (stable through retokenization): survives doc.to_bytes.
+    assert (CANDIDATES_KEY, apple.start_char, apple.end_char) in doc.user_data
     restored = Doc(nlp.vocab).from_bytes(doc.to_bytes())
     assert [(e.text, e.kb_id_, e._.gliner_candidates) for e in restored.ents] == [
         (e.text, e.kb_id_, e._.gliner_candidates) for e in doc.ents
@@ -289,3 +289,57 @@ def test_malformed_kb_line_is_reported_with_its_number_and_nothing_is_loaded(mod
     damaged.write_bytes(b"not a database, e.g. a partial copy " * 20)
     with pytest.raises(ValueError, match=r"gliner_linker.*damaged.sqlite.*not a readable SQLite.*from_jsonl"):
         nlp.add_pipe("gliner_linker", config={"model": str(model_dir), "kb": str(damaged)})
+
+
+# -- a missing KB path is reported early, saved pipelines still load ------------------------------
+
+
+def test_missing_kb_path_fails_at_add_pipe_with_the_path_named(model_dir, tmp_path):
+    missing = tmp_path / "nowhere" / "kb.jsonl"
+    nlp = spacy.blank("en")
+    with pytest.raises(FileNotFoundError, match=rf"gliner_linker: the knowledge base '{missing}' \(its 'kb' setting\) does not exist"):
+        nlp.add_pipe("gliner_linker", config={"model": str(model_dir), "kb": str(missing)})
+    assert "gliner_linker" not in nlp.pipe_names
+
+
+def test_missing_kb_path_in_a_config_fails_at_initialize_and_at_the_first_doc(model_dir, tmp_path):
+    """Language.from_config may build a linker whose KB from_disk will restore; when nothing
+    restores it, initialize (spacy train) and the first document (even one without entities) fail."""
+    from spacy.lang.en import English
+
+    missing = tmp_path / "kb.jsonl"
+    config = make_nlp(model_dir, write_kb(missing)).config
+    missing.unlink()
+    nlp = English.from_config(config)
+    with pytest.raises(FileNotFoundError, match=rf"'{missing}' \(its 'kb' setting\) does not exist"):
+        nlp.initialize()
+    with pytest.raises(FileNotFoundError, match=rf"'{missing}' \(its 'kb' setting\)"):
+        nlp("No entities here .")
+
+
+def test_saved_pipeline_loads_without_its_config_kb_but_not_without_an_external_one(model_dir, tmp_path):
+    kb = write_kb(tmp_path / "kb.jsonl")
+    copied, external = make_nlp(model_dir, kb, threshold=0.0), make_nlp(model_dir, kb, threshold=0.0, copy_kb=False)
+    expected = [e.kb_id_ for e in copied(doc_with_ents(copied, TEXT, ENTS)).ents]
+    copied.to_disk(tmp_path / "copied")
+    external.to_disk(tmp_path / "external")
+    kb.unlink()
+    loaded = spacy.load(tmp_path / "copied")  # the copied KB is in the pipeline: the config path is not needed
+    assert [e.kb_id_ for e in loaded(doc_with_ents(loaded, TEXT, ENTS)).ents] == expected
+    with pytest.raises(FileNotFoundError, match=rf"'{kb.resolve()}' \(saved in .*external/gliner_linker/cfg because 'copy_kb' is false\) does not exist"):
+        spacy.load(tmp_path / "external")
+
+
+def test_candidates_stay_with_their_mention_through_merge_entities(model_dir, kb_path):
+    """Candidates were keyed by token offsets: after merge_entities renumbered the tokens, an
+    entity read the candidates of whichever mention used to sit at its new offsets."""
+    from spacy.pipeline.functions import merge_entities
+
+    nlp = make_nlp(model_dir, kb_path, threshold=0.0)
+    doc = nlp(doc_with_ents(nlp, TEXT, ENTS))
+    before = {e.text: e._.gliner_candidates for e in doc.ents}
+    assert all(before.values())
+    doc = merge_entities(doc)
+    assert {e.text: e._.gliner_candidates for e in doc.ents} == before
+    restored = Doc(nlp.vocab).from_bytes(doc.to_bytes())
+    assert {e.text: e._.gliner_candidates for e in restored.ents} == before

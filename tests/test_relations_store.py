@@ -47,8 +47,12 @@ def test_views_are_derived_from_one_store(nlp):
     assert rels[0].head.label_ == "person" and rels[1].tail.label_ == "location"
     assert rels[0].score == pytest.approx(0.9)
     assert doc._.rel == {(0, 4): {"works for": 0.9}, (4, 7): {"located in": 0.6}}
-    # the store itself is plain data
-    assert doc._.gliner_relations == [[0, 2, 4, 6, "works for", 0.9], [4, 6, 7, 8, "located in", 0.6]]
+    # the store itself is plain data: token offsets, label, score, then the character offsets
+    # that anchor each argument through retokenization
+    assert doc._.gliner_relations == [
+        [0, 2, 4, 6, "works for", 0.9, 0, 10, 21, 30],
+        [4, 6, 7, 8, "located in", 0.6, 21, 30, 34, 40],
+    ]
 
 
 def test_duplicates_keep_best_score_and_rel_merges_labels(nlp):
@@ -142,3 +146,79 @@ def test_registration_is_idempotent_and_respects_foreign_rel():
     finally:
         Doc.remove_extension("rel")
         Doc.set_extension("rel", getter=ours[2])
+
+
+# -- retokenization: relations follow the characters, never stale token offsets ---------------------
+
+
+def _triples(doc):
+    return [(r.head.text, r.label, r.tail.text) for r in doc._.relations]
+
+
+def test_relations_follow_a_manual_merge_and_split(nlp):
+    doc = _doc(nlp)
+    set_relations(doc, [(0, 2, 4, 6, "works for", 0.9), (4, 6, 7, 8, "located in", 0.6)])
+    before = _triples(doc)
+    with doc.retokenize() as retokenizer:
+        retokenizer.merge(doc[0:2])  # the doc gets shorter: 8 tokens, old offsets 7:8 now past "in"
+        retokenizer.merge(doc[4:6])
+    assert len(doc) == 7
+    assert _triples(doc) == before
+    assert doc._.rel == {(0, 3): {"works for": 0.9}, (3, 5): {"located in": 0.6}}
+    assert [r.head.label_ for r in doc._.relations] == ["person", "organization"]
+    with doc.retokenize() as retokenizer:
+        retokenizer.split(doc[5], ["Ber", "lin"], heads=[(doc[5], 1), doc[4]])  # the doc grows again
+    assert _triples(doc) == before
+    assert [(r.tail.start, r.tail.end) for r in doc._.relations] == [(3, 4), (5, 7)]
+
+
+def test_an_argument_merged_into_a_larger_token_becomes_that_token(nlp):
+    doc = _doc(nlp)
+    set_relations(doc, [(1, 2, 7, 8, "lives in", 0.5)])  # "Smith" -> "Berlin"
+    with doc.retokenize() as retokenizer:
+        retokenizer.merge(doc[0:3])  # "Anna Smith works"
+    assert _triples(doc) == [("Anna Smith works", "lives in", "Berlin")]
+
+
+def test_relations_survive_merge_entities_and_noun_chunks_then_bytes(nlp):
+    from spacy.pipeline.functions import merge_entities
+
+    doc = _doc(nlp)
+    set_relations(doc, [(0, 2, 4, 6, "works for", 0.9), (4, 6, 7, 8, "located in", 0.6)])
+    doc = merge_entities(doc)
+    assert _triples(doc) == [("Anna Smith", "works for", "Acme Corp"), ("Acme Corp", "located in", "Berlin")]
+    restored = Doc(nlp.vocab).from_bytes(doc.to_bytes())
+    assert _triples(restored) == _triples(doc)
+    back = list(DocBin(docs=[doc], store_user_data=True).get_docs(nlp.vocab))[0]
+    assert _triples(back) == _triples(doc) and back._.rel == {(0, 3): {"works for": 0.9}, (3, 5): {"located in": 0.6}}
+
+
+def test_legacy_token_only_entries_are_read_and_refused_once_stale(nlp):
+    doc = _doc(nlp)
+    doc._.gliner_relations = [[4, 6, 7, 8, "located in", 0.6]]  # written before characters were stored
+    assert _triples(doc) == [("Acme Corp", "located in", "Berlin")]
+    with doc.retokenize() as retokenizer:
+        retokenizer.merge(doc[0:3])
+    with pytest.raises(R.StaleRelationsError, match="token offsets only.*retokenized"):
+        doc._.relations
+
+
+def test_relations_of_another_text_are_refused(nlp):
+    doc = _doc(nlp)
+    set_relations(doc, [(0, 2, 7, 8, "lives in", 0.5)])
+    short = Doc(nlp.vocab, words=["Anna", "Smith"])
+    short._.gliner_relations = doc._.gliner_relations
+    with pytest.raises(R.StaleRelationsError, match="not inside this Doc's text"):
+        short._.relations
+
+
+def test_a_stale_span_group_does_not_lend_its_labels(nlp):
+    """spaCy leaves span groups unrenumbered by a merge; labels are read through their characters."""
+    doc = Doc(nlp.vocab, words="Anna Smith works for Acme Corp in Berlin .".split())
+    doc.spans["sc"] = [Span(doc, 0, 2, label="person"), Span(doc, 4, 6, label="org"), Span(doc, 7, 8, label="loc")]
+    set_relations(doc, [(0, 2, 4, 6, "works for", 0.9), (4, 6, 7, 8, "located in", 0.6)])
+    with doc.retokenize() as retokenizer:
+        retokenizer.merge(doc[0:2])
+        retokenizer.merge(doc[2:4])  # "works for": the group's "Berlin" at 7:8 now lies past the end
+    labels = [(r.head.text, r.head.label_, r.tail.text, r.tail.label_) for r in doc._.relations]
+    assert labels == [("Anna Smith", "person", "Acme Corp", "org"), ("Acme Corp", "org", "Berlin", "")]

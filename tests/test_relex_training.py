@@ -30,7 +30,9 @@ def relex_examples(db, nlp, count):
 
 
 def strict(doc):
-    return {(hs, he, ts, te, label) for hs, he, ts, te, label, _ in doc._.gliner_relations or []}
+    from spacy_gliner.relations import get_relation_tuples
+
+    return {(hs, he, ts, te, label) for hs, he, ts, te, label, _ in get_relation_tuples(doc)}
 
 
 def new_relex(**training):
@@ -112,8 +114,10 @@ def test_relex_scorer_is_strict(trained):
     perfect.predicted._.gliner_relations = [list(r) for r in gold._.gliner_relations]
     assert score_relations([perfect])["rel_f"] == 1.0
     shifted = Example(nlp.make_doc(gold.text), gold)
-    hs, he, ts, te, label, score = gold._.gliner_relations[0]
-    shifted.predicted._.gliner_relations = [[hs, he + 1 if he < len(gold) else he - 1, ts, te, label, score]]
+    from spacy_gliner.relations import get_relation_tuples, set_relations
+
+    hs, he, ts, te, label, score = get_relation_tuples(gold)[0]
+    set_relations(shifted.predicted, [(hs, he + 1 if he < len(gold) else he - 1, ts, te, label, score)])
     assert score_relations([shifted])["rel_p"] == 0.0
 
 
@@ -200,7 +204,7 @@ def test_convert_command_writes_gold_relations_for_training(fmt, source, tmp_pat
     assert sum(len(get_relation_tuples(d)) for d in docs) > 0
     for doc in docs:
         ents = {(e.start, e.end) for e in doc.spans["sc"]}
-        for hs, he, ts, te, label, score in doc._.gliner_relations or []:
+        for hs, he, ts, te, label, score in get_relation_tuples(doc):
             assert (hs, he) in ents and (ts, te) in ents and label and score == 1.0
 
 

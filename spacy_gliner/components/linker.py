@@ -52,7 +52,11 @@ from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
 
 NIL = "NIL"
 NEGATIVE_LABELS = (NIL, "")
-CANDIDATES_KEY = "spacy_gliner.candidates"
+# user_data key of a mention's ranked candidates: (CANDIDATES_KEY, start_char, end_char).
+# Character offsets, not token offsets: merge_entities and other retokenizers renumber tokens
+# (and leave user_data alone) but never move characters. The name changed with the offsets
+# ("spacy_gliner.candidates" held token offsets), so older docs are never misread.
+CANDIDATES_KEY = "spacy_gliner.candidates.chars"
 EXTENSION = "gliner_candidates"
 KB_DIR = "kb"
 EMBEDDINGS_DIR = "embeddings"
@@ -100,7 +104,7 @@ DEFAULT_LINKER_CONFIG: Dict[str, Any] = {
 
 
 def _get_candidates(span: Span) -> Optional[List[Tuple[str, float]]]:
-    stored = span.doc.user_data.get((CANDIDATES_KEY, span.start, span.end))
+    stored = span.doc.user_data.get((CANDIDATES_KEY, span.start_char, span.end_char))
     return None if stored is None else [(str(eid), float(score)) for eid, score in stored]
 
 
@@ -193,6 +197,20 @@ def open_kb(source: Union[str, Path]):
     )
 
 
+def _building_from_config() -> bool:
+    """Whether ``Language.from_config`` is on the call stack, i.e. the component is being built
+    from a config that ``from_disk`` (spacy.load) or ``initialize`` (spacy train) completes."""
+    import sys
+
+    target = Language.from_config.__func__.__code__
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is target:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def default_store_dir(source: Union[str, Path]) -> Path:
     """Where the entity embeddings live beside a KB: inside a KB directory, or ``<file>.gliner_embeddings``."""
     path = Path(source).expanduser()
@@ -268,12 +286,16 @@ class GlinerLinker(GlinerPipe):
         self._training_candidates = None
         self._rng = None
         self._validate_local_checkpoint()
-        # The KB is read now so a broken or empty one fails at add_pipe. A path that does not
-        # exist is left for later: spacy.load builds the component from its config before
-        # from_disk restores the KB saved with it.
+        # The KB is read now so a broken, empty or missing one fails at add_pipe. One exception:
+        # Language.from_config (spacy.load, spacy train) builds the component from its config
+        # before from_disk restores the KB saved with the pipeline, so the config's path may be
+        # gone by then without anything being wrong. That case is checked by from_disk (saved
+        # pipelines), initialize (training) and the first document (anything else).
         if Path(self.kb_source).expanduser().exists():
             self._kb = self._open_kb(self.kb_source)
             self._store_dir = default_store_dir(self.kb_source)
+        elif not _building_from_config():
+            raise self._missing_kb(self.kb_source, "its 'kb' setting")
 
     def _validate_local_checkpoint(self) -> None:
         directory = Path(self.source).expanduser()
@@ -290,9 +312,18 @@ class GlinerLinker(GlinerPipe):
         except ValueError as err:
             raise ValueError(f"{self.name}: {err}" if not str(err).startswith(self.name) else str(err)) from None
 
-    def _open_kb(self, source):
+    def _missing_kb(self, source, setting: str) -> FileNotFoundError:
+        path = Path(source).expanduser()
+        return FileNotFoundError(
+            f"{self.name}: the knowledge base {str(path)!r} ({setting}) does not exist; expected a KB directory "
+            "(with kb.json), a .jsonl file or an .sqlite file"
+        )
+
+    def _open_kb(self, source, setting: str = "its 'kb' setting"):
         from ..kb.base import ensure_not_empty
 
+        if not Path(source).expanduser().exists():
+            raise self._missing_kb(source, setting)
         try:
             kb = open_kb(source)
         except FileNotFoundError as err:
@@ -393,6 +424,7 @@ class GlinerLinker(GlinerPipe):
         """Load the model and check the gold data: every gold id must be in the KB (error naming
         them). Without gold data the KB is embedded now (progress bar); with it (training) the
         embeddings wait for the first prediction, since every update changes the entity encoder."""
+        _ = self.kb  # a KB path missing since the config was read fails here, before any data is read
         if get_examples is not None:
             examples = list(get_examples())
             unknown = self._unknown_gold_ids(examples)
@@ -605,6 +637,7 @@ class GlinerLinker(GlinerPipe):
         import numpy as np
 
         docs = list(docs)
+        _ = self.kb  # a missing KB is reported at the first document, with or without mentions
         mentions = [self._mentions(doc) for doc in docs]
         if not any(mentions):
             return [[] for _ in docs]  # nothing to link: the model is not even loaded
@@ -650,7 +683,8 @@ class GlinerLinker(GlinerPipe):
                 continue
             chosen: Dict[Tuple[int, int], str] = {}
             for start, end, ranked in links:
-                doc.user_data[(CANDIDATES_KEY, start, end)] = [[eid, float(score)] for eid, score in ranked]
+                span = doc[start:end]
+                doc.user_data[(CANDIDATES_KEY, span.start_char, span.end_char)] = [[eid, float(score)] for eid, score in ranked]
                 chosen[(start, end)] = ranked[0][0] if ranked and ranked[0][1] >= threshold else NIL
             doc.set_ents([self._relinked(doc, ent, chosen) for ent in doc.ents])
             key = self.cfg["spans_key"]
@@ -700,7 +734,11 @@ class GlinerLinker(GlinerPipe):
         kb_location = path / KB_DIR if (path / KB_DIR).exists() else saved.get("kb_path")
         if kb_location is None:
             raise FileNotFoundError(f"{self.name}: {path} holds neither a knowledge base nor its path")
-        self._kb = self._open_kb(kb_location)
+        # An external KB (copy_kb = false) is the one place a saved pipeline depends on a file
+        # outside its directory: name the setting so the fix (restore the file, or save with
+        # copy_kb = true) is obvious.
+        setting = "its 'kb' setting" if kb_location == path / KB_DIR else f"saved in {path / SETTINGS_FILE} because 'copy_kb' is false"
+        self._kb = self._open_kb(kb_location, setting)
         self._store_dir = path / EMBEDDINGS_DIR
         self._load(path / CHECKPOINT_DIR)
         from ..kb.embeddings import EmbeddingStore, StaleEmbeddingsError

@@ -113,6 +113,13 @@ def gather_prompt_vectors(
     # Rank of each marker within its row = its class index.
     starts = torch.cumsum(per_row, 0) - per_row
     c_idx = torch.arange(b_idx.numel(), device=input_ids.device) - starts[b_idx]
+    if count is not None:
+        # The prompt comes before the text, so its markers are the first ``count`` of a row; any
+        # later one is the marker's text written in the document itself (e.g. "<<REL>>"), which
+        # the tokenizer maps to the same id. It is text, not a class.
+        keep = c_idx < width
+        b_idx, t_idx, c_idx = b_idx[keep], t_idx[keep], c_idx[keep]
+        per_row = per_row.clamp(max=width)
     vectors = token_embeddings.new_zeros((input_ids.size(0), width, token_embeddings.size(-1)))
     vectors[b_idx, c_idx] = token_embeddings[b_idx, t_idx]
     mask = torch.arange(width, device=input_ids.device).unsqueeze(0) < per_row.unsqueeze(1)
