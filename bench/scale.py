@@ -33,7 +33,7 @@ def main():
     import psutil
     from support import FAMILIES, build_reference_checkpoint, crossner_sentences, split_words
     from test_scale import real_label_names
-    from spacy_gliner.extraction import DecodeSettings, EntityExtractor
+    from spacy_gliner.inference.entities import DecodeSettings, EntityExtractor
     from spacy_gliner.modeling.checkpoint import load_checkpoint
     from spacy_gliner.modeling.label_cache import LabelVectorCache
 

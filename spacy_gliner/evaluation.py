@@ -15,7 +15,7 @@ readers in :mod:`spacy_gliner.training.corpora` write it; it keeps nested gold
 that ``doc.ents`` cannot hold), otherwise from ``doc.ents``. Predictions come
 from ``doc.ents`` unless ``pred_key`` names a span group.
 
-Relations (stored with :mod:`spacy_gliner.relations`) are scored three ways:
+Relations (stored with :mod:`spacy_gliner.doc_relations`) are scored three ways:
 
 * ``strict``: head span + tail span + relation label (the figure asked for by
   most zero-shot RE papers);
@@ -35,7 +35,7 @@ from spacy.scorer import PRFScore
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 
-from . import relations as _relations
+from . import doc_relations as _relations
 
 __all__ = [
     "make_examples",

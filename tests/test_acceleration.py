@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from spacy_gliner.extraction import DecodeSettings, EntityExtractor
+from spacy_gliner.inference.entities import DecodeSettings, EntityExtractor
 from spacy_gliner.modeling.acceleration import accelerated, check_acceleration
 from spacy_gliner.modeling.checkpoint import load_checkpoint
 from spacy_gliner.modeling.label_cache import LabelVectorCache

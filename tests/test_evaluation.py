@@ -22,7 +22,7 @@ from spacy_gliner.evaluation import (
     results_to_markdown,
     write_markdown,
 )
-from spacy_gliner.relations import set_relations
+from spacy_gliner.doc_relations import set_relations
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SPACY_GLINER_DATA", REPO.parent / "shared" / "data"))

@@ -68,7 +68,7 @@ ENTS = [("Barack Obama", "PER"), ("Paris", "LOC"), ("France", "LOC"), ("Apple", 
 
 
 def test_span_vectors_match_the_span_head_and_extend_it(model_dir):
-    from spacy_gliner.linking import MentionEncoder
+    from spacy_gliner.inference.linking import MentionEncoder
     from spacy_gliner.modeling.checkpoint import load_checkpoint
 
     encoder = MentionEncoder(load_checkpoint(model_dir))

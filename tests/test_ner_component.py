@@ -40,7 +40,7 @@ def test_blank_language_does_not_import_model_code():
     code = (
         "import sys, spacy; nlp = spacy.blank('en'); "
         "assert 'transformers' not in sys.modules, 'transformers imported'; "
-        "assert 'spacy_gliner.extraction' not in sys.modules; "
+        "assert 'spacy_gliner.inference.entities' not in sys.modules; "
         "from spacy.util import registry; assert 'gliner_ner' in registry.factories.get_all()"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -220,8 +220,8 @@ def test_window_merge_equals_reference_run_per_window(checkpoints, reference_mod
     The reference's own greedy step is switched off so it returns every candidate above the
     threshold; ownership and one greedy pass over the whole document must give our output.
     """
-    from spacy_gliner.decoding import DecodedSpan, greedy_select
-    from spacy_gliner.windows import plan_windows
+    from spacy_gliner.inference.decoding import DecodedSpan, greedy_select
+    from spacy_gliner.inference.windows import plan_windows
 
     words = long_document_words(300)
     nlp = spacy.blank("en")
@@ -257,8 +257,8 @@ def test_labels_beyond_one_prompt_are_split_into_groups(checkpoints, monkeypatch
 
     Greedy selection is switched off so the raw candidates of each group can be compared.
     """
-    import spacy_gliner.extraction as extraction
-    from spacy_gliner.extraction import DecodeSettings
+    import spacy_gliner.inference.entities as extraction
+    from spacy_gliner.inference.entities import DecodeSettings
 
     monkeypatch.setattr(extraction, "greedy_select", lambda spans, nested, multi_label: sorted(spans, key=lambda s: (s.start, s.end)))
 

@@ -30,7 +30,7 @@ from spacy_gliner.modeling.relation_heads import (
     relation_state_dict_from_reference,
     rename_reference_key,
 )
-from spacy_gliner.relation_decoding import (
+from spacy_gliner.inference.relation_decoding import (
     decode_relation_candidates,
     decode_relations,
     map_model_entities_to_decoded,

@@ -9,7 +9,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin, Span
 
 from spacy_gliner import relations as R
-from spacy_gliner.relations import Relation, get_relation_tuples, set_relations
+from spacy_gliner.doc_relations import Relation, get_relation_tuples, set_relations
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ def relex_examples(db, nlp, count):
 
 
 def strict(doc):
-    from spacy_gliner.relations import get_relation_tuples
+    from spacy_gliner.doc_relations import get_relation_tuples
 
     return {(hs, he, ts, te, label) for hs, he, ts, te, label, _ in get_relation_tuples(doc)}
 
@@ -114,7 +114,7 @@ def test_relex_scorer_is_strict(trained):
     perfect.predicted._.gliner_relations = [list(r) for r in gold._.gliner_relations]
     assert score_relations([perfect])["rel_f"] == 1.0
     shifted = Example(nlp.make_doc(gold.text), gold)
-    from spacy_gliner.relations import get_relation_tuples, set_relations
+    from spacy_gliner.doc_relations import get_relation_tuples, set_relations
 
     hs, he, ts, te, label, score = get_relation_tuples(gold)[0]
     set_relations(shifted.predicted, [(hs, he + 1 if he < len(gold) else he - 1, ts, te, label, score)])
@@ -198,7 +198,7 @@ def test_convert_command_writes_gold_relations_for_training(fmt, source, tmp_pat
     docs = list(DocBin().from_disk(out).get_docs(nlp.vocab))
     expected, _ = read_corpus(fmt, DATA / source, warn=False, limit=20)
     assert len(docs) == len(expected) == 20
-    from spacy_gliner.relations import get_relation_tuples
+    from spacy_gliner.doc_relations import get_relation_tuples
 
     assert [get_relation_tuples(d) for d in docs] == [get_relation_tuples(e) for e in expected]
     assert sum(len(get_relation_tuples(d)) for d in docs) > 0

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from spacy_gliner.extraction import DecodeSettings
+from spacy_gliner.inference.entities import DecodeSettings
 
 from support import DATA, crossner_sentences, split_words
 
@@ -40,7 +40,7 @@ def real_label_names(n):
 
 @pytest.fixture(scope="module")
 def extractor(checkpoints):
-    from spacy_gliner.extraction import EntityExtractor
+    from spacy_gliner.inference.entities import EntityExtractor
     from spacy_gliner.modeling.checkpoint import load_checkpoint
 
     ex = EntityExtractor(load_checkpoint(checkpoints("bi_sharp")), label_cache_dtype="float16")
@@ -92,7 +92,7 @@ def test_saturated_shortlists_are_deepened(extractor, monkeypatch):
     """Where the lower half of a window's top-k still yields candidates, retrieval scores the next
     labels too: more of exhaustive scoring's candidates are found than with a fixed top-k
     (measured 0.898 -> 0.958 at top-256), and still nothing exhaustive scoring does not find."""
-    import spacy_gliner.extraction as extraction
+    import spacy_gliner.inference.entities as extraction
 
     ex, labels = extractor
     docs = [split_words(s) for domain in ("AI", "politics") for s in crossner_sentences(domain, 3)]

@@ -127,9 +127,9 @@ def _entity_threshold(outputs):
     have 2 to 40 relation arguments each on average (random heads nest many long arguments under
     few decoded entities) and at least three of them decode two or more entities (so that
     relations between decoded entities can exist)."""
-    from spacy_gliner.decoding import greedy_select, token_candidates
-    from spacy_gliner.token_relex import token_relation_arguments
-    from spacy_gliner.windows import Window
+    from spacy_gliner.inference.decoding import greedy_select, token_candidates
+    from spacy_gliner.inference.token_relations import token_relation_arguments
+    from spacy_gliner.inference.windows import Window
 
     probs = torch.cat([torch.sigmoid(logits[0, :n]).flatten() for _, logits, n in outputs]).double()
     top = probs.sort(descending=True).values
@@ -154,7 +154,7 @@ def _entity_threshold(outputs):
 def _adjacency_values(component, outputs, threshold, decoded):
     """Adjacency scores of the argument pairs that can become relations: both arguments are
     decoded entities (``decoded``: per sentence, their (start, end inclusive) word spans)."""
-    from spacy_gliner.token_relex import token_entities
+    from spacy_gliner.inference.token_relations import token_entities
 
     model = component.extractor.model
     values = []
@@ -388,7 +388,7 @@ def test_arguments_and_their_scores_against_a_direct_count():
     (checked against it and against a direct loop); argument_scores is the decoder's span score."""
     from gliner.modeling.utils import extract_spans_from_tokens
 
-    from spacy_gliner.token_relex import argument_scores, token_relation_arguments
+    from spacy_gliner.inference.token_relations import argument_scores, token_relation_arguments
 
     generator = torch.Generator().manual_seed(5)
     logits = torch.randn(2, 13, 3, 3, generator=generator) + 0.8

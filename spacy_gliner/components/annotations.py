@@ -69,7 +69,7 @@ def write_entities(doc: Doc, spans, label_names: Sequence[str], spans_key: str, 
     """Decoded spans -> ``doc.spans[spans_key]`` (all, with scores; see :func:`write_span_group`)
     and ``doc.ents`` (the best non-overlapping ones, merged). The one way every gliner component
     writes entities; returns the doc spans in the order of ``spans``."""
-    from ..decoding import best_non_overlapping
+    from ..inference.decoding import best_non_overlapping
 
     _, token_ids = doc_words(doc)
     by_span = {s: to_doc_span(doc, token_ids, s.start, s.end, label_names[s.label]) for s in spans}

@@ -7,7 +7,7 @@ It links the entities already on the doc (``doc.ents``, and ``doc.spans[spans_ke
 * every candidate is scored ``sigmoid(entity . mention / temperature + w . features + bias)``:
   the entity vector is the label tower's vector of ``entity_text(entity)`` (computed once,
   stored float16 beside the KB), the mention vector the span head's vector of the mention (see
-  ``spacy_gliner.linking``); the features (``features`` setting: alias prior and string
+  ``spacy_gliner.inference.linking``); the features (``features`` setting: alias prior and string
   similarity, ``spacy_gliner.kb.features``) are defined for every candidate whichever generator
   found it, so candidates merged from several generators are ranked on one scale. Before
   training ``w = 0``, ``bias = 0``, ``temperature = 1``;
@@ -169,34 +169,6 @@ def default_candidates() -> Callable:
     )
 
 
-def open_kb(source: Union[str, Path]):
-    """A KB from a serialised KB directory (``kb.json``), a JSONL file or an SQLite file."""
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"knowledge base {str(path)!r} not found")
-    if path.is_dir():
-        from ..kb.base import load_kb
-
-        return load_kb(path)
-    if path.suffix.lower() in (".jsonl", ".json"):
-        from ..kb.memory import InMemoryKB
-
-        return InMemoryKB.from_jsonl(path)
-    if path.suffix.lower() in (".sqlite", ".sqlite3", ".db"):
-        import sqlite3
-
-        from ..kb.sqlite import SQLiteKB
-
-        try:
-            return SQLiteKB(path)
-        except sqlite3.DatabaseError as err:
-            raise ValueError(f"{str(path)!r} is not a readable SQLite knowledge base ({err}); rebuild it with "
-                             "SQLiteKB.from_jsonl(<entities.jsonl>, <path>)") from None
-    raise ValueError(
-        f"knowledge base {str(path)!r}: expected a KB directory (with kb.json), a .jsonl file or an .sqlite file"
-    )
-
-
 def _building_from_config() -> bool:
     """Whether ``Language.from_config`` is on the call stack, i.e. the component is being built
     from a config that ``from_disk`` (spacy.load) or ``initialize`` (spacy train) completes."""
@@ -304,7 +276,7 @@ class GlinerLinker(GlinerPipe):
 
             check_cached_hub_checkpoint(self.source)
             return
-        from ..linking import check_linker_checkpoint
+        from ..inference.linking import check_linker_checkpoint
         from ..modeling.checkpoint import check_checkpoint_files
 
         try:
@@ -321,6 +293,7 @@ class GlinerLinker(GlinerPipe):
 
     def _open_kb(self, source, setting: str = "its 'kb' setting"):
         from ..kb.base import ensure_not_empty
+        from ..kb.opening import open_kb
 
         if not Path(source).expanduser().exists():
             raise self._missing_kb(source, setting)
@@ -348,7 +321,7 @@ class GlinerLinker(GlinerPipe):
         return self._encoder
 
     def _load(self, source: Union[str, Path]) -> None:
-        from ..linking import MentionEncoder
+        from ..inference.linking import MentionEncoder
         from ..modeling.checkpoint import load_checkpoint
         from .device import model_device
 
@@ -549,7 +522,7 @@ class GlinerLinker(GlinerPipe):
     def _batch_loss(self, batch):
         import torch
 
-        from ..linking import link_logits
+        from ..inference.linking import link_logits
         from ..training.losses import contrastive_linking_loss
 
         encoder, device = self.encoder, self.encoder.model.device
@@ -633,7 +606,7 @@ class GlinerLinker(GlinerPipe):
 
     def predict(self, docs: Iterable[Doc]) -> List[List[Tuple[int, int, List[Tuple[str, float]]]]]:
         """Per doc: (start, end, ranked candidates) for every mention."""
-        from ..linking import sigmoid_scores
+        from ..inference.linking import sigmoid_scores
         import numpy as np
 
         docs = list(docs)

@@ -244,7 +244,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         return self._extractor
 
     def _load(self, source: Union[str, Path], label_cache: Optional[Path] = None) -> None:
-        from ..extraction import EntityExtractor
+        from ..inference.entities import EntityExtractor
         from ..modeling.checkpoint import load_checkpoint
         from .device import model_device
 
@@ -373,7 +373,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
 
     # -- inference ----------------------------------------------------------------------------
     def predict(self, docs: Iterable[Doc]):
-        from ..extraction import DecodeSettings
+        from ..inference.entities import DecodeSettings
 
         docs = list(docs)
         self._require_labels()

@@ -2,7 +2,7 @@
 
 Entities are written exactly as ``gliner_ner`` writes them (every decoded span in
 ``doc.spans[spans_key]`` with scores, the best non-overlapping ones merged into ``doc.ents``);
-relations go through :func:`spacy_gliner.relations.set_relations`, so ``doc._.relations`` and
+relations go through :func:`spacy_gliner.doc_relations.set_relations`, so ``doc._.relations`` and
 ``doc._.rel`` work and survive ``doc.to_bytes()``.
 
 Torch and transformers are imported only when the model is first needed.
@@ -21,7 +21,7 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
-from .. import relations as _relations  # registers doc._.relations / doc._.rel
+from .. import doc_relations as _relations  # registers doc._.relations / doc._.rel
 from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
 from .annotations import doc_words, normalize_labels, optional_int, write_entities
 from .ner import score_gliner_ner  # noqa: F401  (registers spacy_gliner.ner_scorer.v1)
@@ -250,7 +250,7 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
                 "use gliner_ner for it."
             )
         label_lengths(directory, self.label_texts + self.relation_texts)
-        from ..extraction import prompt_budget
+        from ..modeling.label_checks import prompt_budget, relex_prompt_too_long
         from ..modeling.checkpoint import open_tokenizers
         from ..modeling.inputs import InputBuilder
 
@@ -258,7 +258,7 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
         inputs = InputBuilder(tokenizer, config)
         length, limit = len(inputs.relex_prompt_ids(self.label_texts, self.relation_texts)), prompt_budget(inputs)
         if length > limit:
-            raise ValueError(_prompt_too_long(len(self.label_texts), len(self.relation_texts), length, limit))
+            raise ValueError(relex_prompt_too_long(len(self.label_texts), len(self.relation_texts), length, limit))
 
     @property
     def labels(self):
@@ -285,7 +285,7 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
 
     def _load(self, source: Union[str, Path]) -> None:
         from ..modeling.checkpoint import load_checkpoint
-        from ..relex_extraction import RelationExtractor
+        from ..inference.relations import RelationExtractor
         from .device import model_device
 
         if source is None:
@@ -388,7 +388,7 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
 
     # -- inference ----------------------------------------------------------------------------
     def _settings(self):
-        from ..relex_extraction import RelexSettings
+        from ..inference.relations import RelexSettings
 
         return RelexSettings(
             threshold=self.cfg["threshold"],
@@ -523,12 +523,3 @@ def _check_collisions(label_names, label_texts, relation_names, relation_texts) 
                 "relation labels share one prompt and one label namespace on the Doc; give them different names "
                 "(e.g. 'works for' for the relation, 'employer' for the entity)."
             )
-
-
-def _prompt_too_long(n_entities: int, n_relations: int, length: int, limit: int) -> str:
-    return (
-        f"gliner_relex: the {n_entities} entity and {n_relations} relation labels take {length} subwords "
-        f"together, but at most {limit} fit in the encoder window beside the text. A relex prompt cannot be "
-        "split into groups (relations are scored between entities of all labels in one pass); use fewer or "
-        "shorter labels or descriptions."
-    )

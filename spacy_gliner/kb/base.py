@@ -135,17 +135,3 @@ def read_meta(path: PathLike) -> dict:
             "(expected one written by InMemoryKB.to_disk or SQLiteKB.to_disk)"
         )
     return json.loads(meta_path.read_text(encoding="utf-8"))
-
-
-def load_kb(path: PathLike) -> KnowledgeBase:
-    """Load whichever KB class wrote ``path`` (reads ``kb.json``)."""
-    kind = read_meta(path).get("format")
-    if kind == "spacy_gliner.InMemoryKB":
-        from .memory import InMemoryKB
-
-        return InMemoryKB.from_disk(path)
-    if kind == "spacy_gliner.SQLiteKB":
-        from .sqlite import SQLiteKB
-
-        return SQLiteKB.from_disk(path)
-    raise ValueError(f"{Path(path) / META_FILE}: unknown knowledge base format {kind!r}")

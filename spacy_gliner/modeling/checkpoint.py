@@ -353,11 +353,11 @@ def check_checkpoint_files(directory: Path) -> GlinerConfig:
 def label_lengths(directory: Path, label_texts) -> None:
     """Raise if a label cannot be read whole by the checkpoint's encoder (tokenizers only)."""
     from .inputs import InputBuilder
-    from ..extraction import EntityExtractor
+    from .label_checks import check_label_lengths
 
     config = read_config(directory)
     tokenizer, label_tokenizer = open_tokenizers(directory, config)
-    EntityExtractor.check_label_lengths(InputBuilder(tokenizer, config, label_tokenizer), label_texts)
+    check_label_lengths(InputBuilder(tokenizer, config, label_tokenizer), label_texts)
 
 
 def load_checkpoint(name_or_path: Union[str, Path], extra_prefixes: List[Tuple[str, str]] = ()) -> GlinerCheckpoint:

@@ -1020,7 +1020,7 @@ def build_relation_head(config: Mapping[str, Any]) -> Optional[RelationHead]:
     Raises ValueError for unsupported layer values. Span and token-level relex
     models share this head: they differ only in how the entity list is chosen
     (span scores here, start/end/inside token scores in
-    :mod:`spacy_gliner.token_relex`), not in adjacency, pairing or scoring.
+    :mod:`spacy_gliner.inference.token_relations`), not in adjacency, pairing or scoring.
     """
     relations_layer = config.get("relations_layer")
     if relations_layer is None:

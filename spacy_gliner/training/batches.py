@@ -15,7 +15,7 @@ import torch
 from ..modeling.config import GlinerConfig
 from ..modeling.inputs import InputBuilder
 from ..modeling.model import EncodedBatch
-from ..windows import plan_windows
+from ..inference.windows import plan_windows
 from .sampling import LabelSamplingConfig, PromptLabelSample, batch_span_targets, sample_prompt_labels, token_target_indices
 
 

@@ -15,7 +15,7 @@ Gold entities are written twice:
   entities (spaCy's scorer would otherwise skip them and hide false positives).
 
 Gold relations (CoNLL04, CrossRE, SciERC) are stored with
-:func:`spacy_gliner.relations.set_relations` (score 1.0).
+:func:`spacy_gliner.doc_relations.set_relations` (score 1.0).
 
 Bad data never stops a reader: each problem is counted in
 :class:`ReadStats` under a reason (see :data:`SKIP_REASONS`), reported once in
@@ -51,7 +51,7 @@ from spacy.tokens import Doc, Span
 from spacy.util import filter_spans, registry
 from spacy.vocab import Vocab
 
-from .. import relations as _relations
+from .. import doc_relations as _relations
 
 __all__ = [
     "SPANS_KEY",

@@ -22,7 +22,7 @@ from pathlib import Path
 from spacy.tokens import Doc, DocBin
 
 from spacy_gliner.evaluation import evaluate_ner, evaluate_relations, make_examples
-from spacy_gliner.relations import get_relation_tuples
+from spacy_gliner.doc_relations import get_relation_tuples
 
 
 def gold_label_sets(docs):

@@ -141,7 +141,7 @@ def _resolve(doc: Doc, start: int, end: int, start_char: Optional[int], end_char
             raise StaleRelationsError(
                 f"relation {list(entry)!r} in doc._.{STORE_ATTR} holds token offsets only and no longer fits "
                 f"this Doc of {n} tokens (was it retokenized after the relations were stored?); store relations "
-                "again with spacy_gliner.relations.set_relations after retokenizing"
+                "again with spacy_gliner.doc_relations.set_relations after retokenizing"
             )
         return start, end
     if fits and doc[start].idx == start_char and doc[end - 1].idx + len(doc[end - 1]) == end_char:
@@ -304,7 +304,7 @@ def register_extensions() -> None:
         else:
             warnings.warn(
                 f"Doc._.{name} is already registered by another package; spacy_gliner "
-                f"leaves it alone. Use spacy_gliner.relations.{getter.__name__}(doc) "
+                f"leaves it alone. Use spacy_gliner.doc_relations.{getter.__name__}(doc) "
                 f"instead.",
                 stacklevel=2,
             )

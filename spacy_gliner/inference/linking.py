@@ -30,8 +30,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .modeling.checkpoint import GlinerCheckpoint
-from .modeling.inputs import InputBuilder
+from ..modeling.checkpoint import GlinerCheckpoint
+from ..modeling.inputs import InputBuilder
 from .windows import Window, plan_windows
 
 Mention = Tuple[int, int]  # word offsets [start, end) in the document

@@ -13,9 +13,10 @@ import torch
 
 from .decoding import DecodedSpan, greedy_select, merge_adjacent_same_label, span_candidates, token_candidates
 from .label_retrieval import spans_inside
-from .modeling.checkpoint import GlinerCheckpoint
-from .modeling.inputs import MAX_PIECES_PER_WORD, InputBuilder
-from .modeling.label_cache import LabelVectorCache
+from ..modeling.checkpoint import GlinerCheckpoint
+from ..modeling.inputs import InputBuilder
+from ..modeling.label_checks import check_label_lengths, prompt_budget
+from ..modeling.label_cache import LabelVectorCache
 from .windows import Window, plan_windows
 
 
@@ -29,66 +30,6 @@ class DecodeSettings:
     nested: bool = False
     multi_label: bool = False
     merge_adjacent: bool = False  # join neighbouring same-label spans (NuNER Zero's recipe)
-
-
-def prompt_budget(inputs: InputBuilder) -> int:
-    """Subwords a uni-encoder label prompt may use; the rest of the window is for text."""
-    text_budget = inputs.max_tokens - inputs.special_count
-    return text_budget - max(MAX_PIECES_PER_WORD, text_budget // 2)
-
-
-def reserved_tokens(inputs: InputBuilder) -> Dict[str, str]:
-    """Token -> what it is, for every token a label must not contain.
-
-    Uni-encoders read labels inside the text tokenizer's prompt, where a prompt token would open
-    a new label column (shifting every label after it) or end the prompt early, and the
-    tokenizer's own special tokens ([CLS], [SEP], ...) mark sequence boundaries. Bi-encoders read
-    labels with the label tokenizer alone: its special tokens are parsed as boundaries, not as
-    the characters the user wrote, so the label tower reads another label than the one named.
-    """
-    config = inputs.config
-    reserved: Dict[str, str] = {}
-    if config.bi_encoder and inputs.label_tokenizer is not None:
-        for token in inputs.label_tokenizer.all_special_tokens:
-            reserved.setdefault(token, "a special token of the label tokenizer")
-        return reserved
-    for token in ("[FLERT]", config.ent_token, config.sep_token, config.rel_token):
-        if token:
-            reserved.setdefault(token, "a GLiNER prompt token")
-    for token in inputs.tokenizer.all_special_tokens:
-        reserved.setdefault(token, "a special token of the tokenizer")
-    return reserved
-
-
-def check_label_tokens(inputs: InputBuilder, label_texts: Sequence[str]) -> None:
-    """Raise if a label holds a reserved token (see :func:`reserved_tokens`); warn about labels
-    whose subword ids are identical (``Person`` / ``person`` on an uncased encoder), which the
-    model therefore scores identically."""
-    reserved = reserved_tokens(inputs)
-    for text in label_texts:
-        for token, what in reserved.items():
-            if token in text:
-                raise ValueError(
-                    f"label {text[:80]!r} contains {token!r}, {what} of this checkpoint; the model would not "
-                    "read the label as written. Remove or rephrase it."
-                )
-    if len(label_texts) < 2:
-        return
-    tokenizer = inputs.label_tokenizer if inputs.config.bi_encoder and inputs.label_tokenizer is not None else inputs.tokenizer
-    ids = tokenizer(list(label_texts), add_special_tokens=False, verbose=False)["input_ids"]
-    same: Dict[tuple, List[str]] = {}
-    for text, label_ids in zip(label_texts, ids):
-        same.setdefault(tuple(label_ids), []).append(text)
-    clashes = [texts for texts in same.values() if len(texts) > 1]
-    if clashes:
-        import warnings
-
-        listed = "; ".join(" / ".join(repr(t) for t in texts) for texts in clashes[:10])
-        warnings.warn(
-            f"labels the tokenizer cannot tell apart (same subword ids, so the same scores): {listed}. "
-            "Keep one of each.",
-            stacklevel=3,
-        )
 
 
 class EntityExtractor:
@@ -141,13 +82,13 @@ class EntityExtractor:
     def accelerate(self, quantize: Optional[str] = None, precision: str = "float32", compile: bool = False, owner: str = "gliner") -> None:
         """Opt-in speed-ups for inference (see modeling/acceleration.py); float32 without them
         is what matches the reference."""
-        from .modeling.acceleration import accelerated
+        from ..modeling.acceleration import accelerated
 
         self.inference_model = accelerated(self.model, quantize, precision, compile, owner)
         self.precision = precision
 
     def _precision(self):
-        from .modeling.acceleration import precision_context
+        from ..modeling.acceleration import precision_context
 
         return precision_context(self.precision, self.model.device)
 
@@ -161,25 +102,7 @@ class EntityExtractor:
         return prompt_budget(self.inputs)
 
     def check_labels(self, label_texts: Sequence[str]) -> None:
-        self.check_label_lengths(self.inputs, label_texts)
-
-    @staticmethod
-    def check_label_lengths(inputs: InputBuilder, label_texts: Sequence[str]) -> None:
-        """Raise if a label cannot be read whole by the model (too long, or holding a special
-        token); warn about labels the tokenizer cannot tell apart."""
-        check_label_tokens(inputs, label_texts)
-        if inputs.config.bi_encoder:
-            limit = inputs.label_max_tokens
-            lengths = inputs.label_token_lengths(label_texts)
-        else:
-            limit = prompt_budget(inputs)
-            lengths = [inputs.label_prompt_length(text) + 1 for text in label_texts]
-        for text, length in zip(label_texts, lengths):
-            if length > limit:
-                raise ValueError(
-                    f"label {text[:80]!r} takes {length} subwords but at most {limit} fit in the encoder "
-                    "window; shorten the label or its description."
-                )
+        check_label_lengths(self.inputs, label_texts)
 
     def label_groups(self, label_texts: Sequence[str]) -> List[Sequence[int]]:
         """Uni-encoder: split labels into prompts that fit beside the text. Bi-encoder: one group."""

@@ -2,7 +2,7 @@
 arguments from start/end/inside token scores and turning them into span vectors.
 
 Everything after the entity list (adjacency, pairing, the pair cap, relation scoring, decoding and
-merging windows) is the span relex code in :mod:`spacy_gliner.relex_extraction`; this module only
+merging windows) is the span relex code in :mod:`spacy_gliner.inference.relations`; this module only
 replaces how that entity list is built (``docs/relex_reference.md`` §9):
 
 1. logits are the token scorer's (B, W, C, 3) start/end/inside scores against the *projected*
@@ -20,11 +20,12 @@ real ones); we scan each window's own words only, so results do not depend on ba
 """
 from __future__ import annotations
 
+import warnings
 from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from .modeling.relation_heads import EntitySelection
+from ..modeling.relation_heads import EntitySelection
 
 
 def token_relation_arguments(
@@ -86,9 +87,7 @@ def token_entities(
     found = token_relation_arguments(logits, num_words, threshold)
     most = max((spans.size(0) for spans, _ in found), default=0)
     if max_entities is not None and most > max_entities:
-        from .relex_extraction import _warn_entity_cap
-
-        _warn_entity_cap(most, max_entities, "the most probable ones were kept")
+        warn_entity_cap(most, max_entities, "the most probable ones were kept")
         capped = []
         for b, (spans, labels) in enumerate(found):
             if spans.size(0) > max_entities:
@@ -140,3 +139,12 @@ def score_token_relex_windows(extractor, windows, pieces, prompt, num_relations,
                 yield window.doc_index, [], window, relations
             for doc_index, doc_spans in by_doc.items():
                 yield doc_index, doc_spans, None, []
+
+
+def warn_entity_cap(count: int, cap: int, kept: str) -> None:
+    warnings.warn(
+        f"gliner_relex: a window had {count} relation arguments (entities); only {cap} take part in relations, "
+        f"{kept} (config 'max_entities'). Set 'max_entities' to null (the default) to keep them all; memory "
+        "stays bounded either way.",
+        stacklevel=4,
+    )

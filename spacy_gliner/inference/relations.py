@@ -1,6 +1,6 @@
 """Joint entity and relation extraction with a GLiNER relex checkpoint, on plain word lists.
 
-The entity path is :class:`~spacy_gliner.extraction.EntityExtractor`'s (windows, batching, span
+The entity path is :class:`~spacy_gliner.inference.entities.EntityExtractor`'s (windows, batching, span
 candidates, greedy decoding); the relation path is the reference's (``docs/relex_reference.md``):
 
 1. one prompt per window, ``<<ENT>> e1 ... <<SEP>> <<REL>> r1 ... <<SEP>> words``: every entity
@@ -30,11 +30,12 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 
 from .decoding import DecodedSpan, greedy_select, span_candidates
-from .extraction import EntityExtractor
-from .modeling.checkpoint import GlinerCheckpoint
-from .modeling.encoders import gather_prompt_vectors
-from .modeling.relation_heads import gather_entities, select_entities
+from .entities import EntityExtractor
+from ..modeling.checkpoint import GlinerCheckpoint
+from ..modeling.encoders import gather_prompt_vectors
+from ..modeling.relation_heads import gather_entities, select_entities
 from .relation_decoding import decode_relation_candidates
+from .token_relations import warn_entity_cap
 from .windows import Window
 
 
@@ -98,9 +99,9 @@ class RelationExtractor(EntityExtractor):
         self.check_labels(list(entity_texts) + list(relation_texts))
         length, limit = self.prompt_length(entity_texts, relation_texts), self.prompt_budget
         if length > limit:
-            from .components.relex import _prompt_too_long
+            from ..modeling.label_checks import relex_prompt_too_long
 
-            raise ValueError(_prompt_too_long(len(entity_texts), len(relation_texts), length, limit))
+            raise ValueError(relex_prompt_too_long(len(entity_texts), len(relation_texts), length, limit))
 
     # -- documents --------------------------------------------------------------------------
     def extract_relations(
@@ -162,7 +163,7 @@ class RelationExtractor(EntityExtractor):
             for window in windows:
                 inside = [(s, e) for s, e in entities if window.start <= s and e <= window.end and e - s <= width]
                 if settings.max_entities is not None and len(inside) > settings.max_entities:
-                    _warn_entity_cap(len(inside), settings.max_entities, "the first ones (document order) were kept")
+                    warn_entity_cap(len(inside), settings.max_entities, "the first ones (document order) were kept")
                     inside = inside[: settings.max_entities]
                 held.update(inside)
                 if len(inside) >= 2:
@@ -191,7 +192,7 @@ class RelationExtractor(EntityExtractor):
                             keep[b, s - window.start, e - s - 1] = True
                     entities = gather_entities(span_rep, keep.to(device), span_index(B, W, K, device))
                 else:
-                    from .token_relex import entities_at
+                    from .token_relations import entities_at
 
                     entities = entities_at(self.model, reps.words, [
                         torch.tensor([(s - window.start, e - window.start - 1) for s, e in inside], dtype=torch.long)
@@ -259,7 +260,7 @@ class RelationExtractor(EntityExtractor):
     def _score_relex_windows(self, windows, pieces, prompt, num_relations, settings: RelexSettings):
         """Yield (doc_index, entity candidates, window, relation candidates) per window."""
         if not self.config.is_span_model:
-            from .token_relex import score_token_relex_windows
+            from .token_relations import score_token_relex_windows
 
             yield from score_token_relex_windows(self, windows, pieces, prompt, num_relations, settings)
             return
@@ -334,22 +335,13 @@ def merge_window_relations(
     return [DecodedRelex(h, t, c, chosen[(h, t, c)][0]) for h, t, c in order]
 
 
-def _warn_entity_cap(count: int, cap: int, kept: str) -> None:
-    warnings.warn(
-        f"gliner_relex: a window had {count} relation arguments (entities); only {cap} take part in relations, "
-        f"{kept} (config 'max_entities'). Set 'max_entities' to null (the default) to keep them all; memory "
-        "stays bounded either way.",
-        stacklevel=4,
-    )
-
-
 def _top_entities(span_rep, logits, span_mask, span_idx, threshold: float, cap: int):
     """The reference's selection (best label probability > threshold) limited to the ``cap`` most
     probable spans per window, still packed in flat span order."""
     B = span_rep.size(0)
     best = torch.sigmoid(logits).max(dim=-1).values.reshape(B, -1)
     keep = (best > threshold) & span_mask.reshape(B, -1).bool()
-    _warn_entity_cap(int(keep.sum(dim=1).max()), cap, "the most probable ones were kept")
+    warn_entity_cap(int(keep.sum(dim=1).max()), cap, "the most probable ones were kept")
     top = best.masked_fill(~keep, float("-inf")).topk(cap, dim=1).indices
     capped = torch.zeros_like(keep).scatter_(1, top, True) & keep
     return gather_entities(span_rep, capped, span_idx.reshape(B, -1, 2) * span_mask.reshape(B, -1, 1).long())

@@ -140,7 +140,7 @@ class LabelRetriever:
     def _select_faiss(self, queries, label_vectors, n_labels, k, key):
         import numpy as np
 
-        from .kb.dense import FaissIndex
+        from ..kb.dense import FaissIndex
 
         if self._faiss_index is None or key is None or key != self._faiss_key:
             chunks = (
