@@ -8,7 +8,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin, Span
 
-from spacy_gliner import relations as R
+from spacy_gliner import doc_relations as R
 from spacy_gliner.doc_relations import Relation, get_relation_tuples, set_relations
 
 
