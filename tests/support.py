@@ -209,3 +209,17 @@ def relex_thresholds(extractor, docs_words, entity_labels, relations, entity_fra
             probabilities.append(torch.sigmoid(head.score_pair_chunk(rep, pairs, prompts)).flatten())
         t_rel = threshold_in_gap(torch.cat(probabilities), relation_fraction)
     return t_ent, t_adj, t_rel, most
+
+
+def conll04_relation_sentences(count: int = 5):
+    """The first ``count`` CoNLL04 test sentences of 10-30 tokens with gold relations (joined
+    tokens), and every relation type of the set: the relex parity tests' shared sample."""
+    import pytest
+
+    path = DATA / "conll04" / "conll04_test.json"
+    if not path.exists():
+        pytest.skip("CoNLL04 test set missing")
+    data = json.loads(path.read_text())
+    picked = [d for d in data if d.get("relations") and 10 <= len(d["tokens"]) <= 30][:count]
+    relations = sorted({r["type"] for d in data for r in d["relations"]})
+    return [" ".join(d["tokens"]) for d in picked], relations

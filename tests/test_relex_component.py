@@ -25,7 +25,7 @@ import spacy  # noqa: E402
 from spacy.tokens import Doc  # noqa: E402
 
 import spacy_gliner.components.relex  # noqa: E402,F401  (registers the factory)
-from support import DATA  # noqa: E402
+from support import DATA, conll04_relation_sentences  # noqa: E402
 
 CONLL04 = DATA / "conll04" / "conll04_test.json"
 WORD_SPLIT = re.compile(r"\w+(?:[-_]\w+)*|\S")  # the reference's word splitter
@@ -40,12 +40,7 @@ def _words(text):
 
 @pytest.fixture(scope="module")
 def conll04():
-    if not CONLL04.exists():
-        pytest.skip("CoNLL04 test set missing")
-    data = json.loads(CONLL04.read_text())
-    picked = [d for d in data if d.get("relations") and 10 <= len(d["tokens"]) <= 30][:5]
-    relations = sorted({r["type"] for d in data for r in d["relations"]})
-    return [" ".join(d["tokens"]) for d in picked], relations
+    return conll04_relation_sentences()
 
 
 @pytest.fixture(scope="module")
