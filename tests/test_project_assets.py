@@ -21,3 +21,15 @@ def test_asset_destinations_stay_inside_the_project(project):
         dest = (home / asset["dest"]).resolve()
         assert dest.is_relative_to(home / "assets"), f"{project}: asset dest {asset['dest']!r} leaves assets/"
         assert "${" not in asset["dest"], f"{project}: asset dest {asset['dest']!r} depends on a variable"
+
+
+@pytest.mark.parametrize("project", PROJECTS, ids=lambda p: p.parent.name)
+def test_projects_are_self_contained(project):
+    """A project runs its own scripts and the package's modules, never another project's files."""
+    home = project.parent
+    others = [p.parent.name for p in PROJECTS if p != project]
+    texts = [project.read_text(encoding="utf-8")]
+    texts += [script.read_text(encoding="utf-8") for script in sorted(home.glob("scripts/*.py"))]
+    for text in texts:
+        for other in others:
+            assert f"../{other}/" not in text and f'"{other}"' not in text, f"{home.name} reaches into {other}"

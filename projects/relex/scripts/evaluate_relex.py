@@ -88,8 +88,7 @@ def main(argv=None) -> int:
     args.output.write_text(json.dumps(out, indent=2), encoding="utf-8")
     print(f"evaluate: {seconds:.1f} s -> {args.output}")
     if args.timings is not None:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "zero_shot_ner" / "scripts"))
-        from train import record_timing
+        from spacy_gliner.training.timed_train import record_timing
 
         record_timing(args.timings, "evaluate", seconds, limit=args.limit or None)
     return 0

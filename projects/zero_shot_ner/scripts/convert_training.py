@@ -77,8 +77,7 @@ def main(argv=None) -> int:
     print(f"{len(sets)} sets, {n_train} training docs in {args.train_dir}, {len(dev)} dev docs in {args.dev_output} "
           f"({time.perf_counter() - t0:.1f} s)")
     if args.timings is not None:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from train import record_timing
+        from spacy_gliner.training.timed_train import record_timing
 
         record_timing(args.timings, "convert", time.perf_counter() - t0, train_docs=n_train, dev_docs=len(dev))
     return 0

@@ -106,8 +106,7 @@ def main(argv=None) -> int:
         print(f"mean F1 at {t}: {100 * (m or 0):.1f}")
     print(f"evaluate: {seconds:.1f} s -> {args.output}")
     if args.timings is not None:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from train import record_timing
+        from spacy_gliner.training.timed_train import record_timing
 
         record_timing(args.timings, "evaluate", seconds, limit=args.limit or None)
     return 0

