@@ -1,6 +1,6 @@
 """Relations of gliner_relex vs the reference on dense windows, and our peak memory there.
 
-The relex checkpoint is the one of ``tests/test_relex_component.py`` (reference package, real
+The relex checkpoint is the one of ``tests/components/test_relex.py`` (reference package, real
 all-MiniLM-L6-v2 encoder, ``relations_layer="mlp"``, random heads seeded 7). Two cases:
 
 * ``conll04_40``: the first 40 CoNLL04 test sentences, flat entities, thresholds placed like the

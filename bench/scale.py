@@ -4,7 +4,7 @@ Label vectors: 2,000 real label names encoded by the label encoder of the ``bi_s
 (tests/support.py recipe), then tiled with small Gaussian noise up to 100k / 1M rows (encoding a
 million labels on 2 CPU cores would take hours; timings do not depend on the vector values, but
 the retrieval *recall* at these sizes is measured against exhaustive scoring of the same
-vectors, on the first ``RECALL_DOCS`` documents; tests/test_scale.py measures it on 20,000 real
+vectors, on the first ``RECALL_DOCS`` documents; tests/inference/test_label_retrieval.py measures it on 20,000 real
 labels). float16 cache, threshold 0.85, ``N_DOCS`` real CrossNER sentences (batch 8).
 
 Target (issue #6): per-document time at 1M labels with top-k retrieval at most 3x the time at
@@ -32,7 +32,7 @@ def main():
     import numpy as np
     import psutil
     from support import FAMILIES, build_reference_checkpoint, crossner_sentences, split_words
-    from test_scale import real_label_names
+    from inference.test_label_retrieval import real_label_names
     from spacy_gliner.inference.entities import DecodeSettings, EntityExtractor
     from spacy_gliner.modeling.checkpoint import load_checkpoint
     from spacy_gliner.modeling.label_cache import LabelVectorCache
@@ -85,7 +85,7 @@ def main():
 
     def candidates(n, top_k):
         """Every (doc, span, label) above the threshold, with its score (multi-label decoding)."""
-        from test_scale import candidates as scored
+        from inference.test_label_retrieval import candidates as scored
 
         return scored(ex, docs[:RECALL_DOCS], labels_all[:n], top_k)
 

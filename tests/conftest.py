@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, settings
 
 from support import FAMILIES, build_reference_checkpoint
 
-# Hypothesis profiles (tests/test_properties.py): "ci" is derandomized so a CI run is
+# Hypothesis profiles (tests/components/test_properties.py): "ci" is derandomized so a CI run is
 # reproducible and stays within about two minutes on two cores; "deep" draws ten times as many
 # examples from a fresh random seed. Select with HYPOTHESIS_PROFILE=deep.
 _PROFILE = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

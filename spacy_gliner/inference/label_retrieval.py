@@ -20,7 +20,7 @@ threshold can in principle rank below ``top_k``. The extractor therefore asks fo
 than ``top_k`` and scores further down it only in windows whose shortlist is saturated (labels in
 its lower half still pass the threshold: ``EntityExtractor._retrieved_candidates``). Scores of the labels that are kept are exact (the
 same span and label vectors), so retrieval can only lose entities, never add or change one;
-``tests/test_scale.py`` and ``bench/scale.py`` measure that recall against exhaustive scoring.
+``tests/inference/test_label_retrieval.py`` and ``bench/scale.py`` measure that recall against exhaustive scoring.
 
 ``backend="faiss"`` ranks with a flat inner-product faiss index (exact as well; imported lazily,
 only useful where faiss is faster than torch's matmul, e.g. on many cores).

@@ -3,7 +3,7 @@
 These functions reproduce, number for number, the loss computation of the
 reference ``gliner`` package (0.2.29): ``gliner.modeling.loss_functions`` and the
 ``_loss`` / ``loss`` methods of ``gliner.modeling.base`` (span models and token
-models).  ``tests/test_training_recipe.py`` checks the equality on random tensors.
+models).  ``tests/training/test_training_recipe.py`` checks the equality on random tensors.
 
 This module imports torch at module level: import it lazily, from training code
 only.

@@ -89,7 +89,7 @@ FAMILIES: Dict[str, Family] = {f.name: f for f in [
 ]}
 
 # Joint entity and relation models, run by gliner_relex. Token-level and triples-layer relex are
-# proven on reference-saved replicas (tests/test_token_relex.py, tests/test_relex_triples.py): their
+# proven on reference-saved replicas (tests/inference/test_token_relations.py, tests/modeling/test_relex_triples.py): their
 # random heads need score spreading there, and a threshold-0 floor here would make the reference
 # pair every token span (tens of GB).
 RELEX_FAMILIES: Dict[str, Family] = {f.name: f for f in [

@@ -9,7 +9,7 @@ from spacy.training import Example
 
 from support import DATA, minilm_dir
 
-CONFIGS = Path(__file__).resolve().parents[1] / "component_configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "component_configs"
 
 
 @pytest.fixture(scope="module")

@@ -179,7 +179,7 @@ def long_document_words(count):
 
 
 def test_add_labels_in_bulk_saved_with_the_component_not_the_config(checkpoints, tmp_path, monkeypatch):
-    from test_scale import real_label_names
+    from inference.test_label_retrieval import real_label_names
 
     nlp = spacy.blank("en")
     ner = nlp.add_pipe("gliner_ner", config={"model": str(checkpoints("bi_sharp")), "labels": LABELS[:2]})

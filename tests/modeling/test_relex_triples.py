@@ -21,7 +21,7 @@ import spacy  # noqa: E402
 import spacy_gliner.components.relex  # noqa: E402,F401  (registers the factory)
 from spacy_gliner.modeling.config import GlinerConfig, UnsupportedCheckpointError  # noqa: E402
 from support import separating_threshold  # noqa: E402
-from test_relex_component import ENTITY_LABELS, TOL, _probe, _run_both, conll04  # noqa: E402,F401
+from components.test_relex import ENTITY_LABELS, TOL, _probe, _run_both, conll04  # noqa: E402,F401
 
 # (triples_layer, relations_layer, hidden_size)
 TRIPLE_CONFIGS = [

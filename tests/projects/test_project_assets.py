@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import srsly
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PROJECTS = sorted(ROOT.glob("projects/*/project.yml"))
 
 

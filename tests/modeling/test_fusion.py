@@ -14,7 +14,7 @@ import spacy
 import torch
 
 from support import build_reference_checkpoint, crossner_labels, crossner_sentences, separating_threshold, split_words
-from test_ner_parity import our_spans, reference_spans
+from support import our_spans, reference_spans
 
 # Hidden sizes are multiples of MiniLM's 12 attention heads, which the fusion layers use (the
 # reference builds other sizes but cannot run them); 192 exercises the encoder projection.

@@ -39,7 +39,7 @@ from spacy_gliner.training.corpora import (
     read_scierc,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("SPACY_GLINER_DATA", REPO.parent / "shared" / "data"))
 if not DATA.exists():
     DATA = Path("/work/shared/data")

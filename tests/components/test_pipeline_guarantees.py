@@ -19,9 +19,9 @@ import spacy_gliner.components.linker  # noqa: F401  (registers the factories)
 import spacy_gliner.components.ner  # noqa: F401
 import spacy_gliner.components.relex  # noqa: F401
 from support import crossner_labels, crossner_sentences
-from test_linker import ENTITIES, write_kb
-from test_linker import model_dir as linker_model_dir  # noqa: F401  (fixture)
-from test_relex_component import ENTITY_LABELS, relex_models  # noqa: F401  (fixture)
+from components.test_linker import ENTITIES, write_kb
+from components.test_linker import model_dir as linker_model_dir  # noqa: F401  (fixture)
+from components.test_relex import ENTITY_LABELS, relex_models  # noqa: F401  (fixture)
 
 LABELS = crossner_labels("politics")[:6]
 RELATIONS = ["works for", "born in", "located in"]
@@ -127,7 +127,7 @@ def test_n_process_2_under_spawn_gives_the_single_process_output(checkpoints, re
                      "kb": str(kb_file), "labels": LABELS, "entity_labels": ENTITY_LABELS, "relations": RELATIONS, "relex_settings": RELEX_SETTINGS},
         "texts": conll04_texts(),
     }
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")]))
     done = subprocess.run([sys.executable, str(script), json.dumps(args)], capture_output=True, text=True, env=env, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -415,7 +415,7 @@ def test_relations_follow_merge_noun_chunks_after_relex(relex_models):
             assert relation.head.doc is doc and 0 <= relation.head.start < relation.head.end <= len(doc)
 
 
-# -- 7. prompt tokens written in the document text (found by tests/test_properties.py) -----------
+# -- 7. prompt tokens written in the document text (found by tests/components/test_properties.py) -----------
 
 
 def test_prompt_markers_in_the_text_are_not_taken_for_prompt_classes():

@@ -31,10 +31,10 @@ from spacy.tokens import Doc, DocBin, Span, SpanGroup
 import spacy_gliner.components.linker  # noqa: F401  (registers the factories)
 import spacy_gliner.components.ner  # noqa: F401
 import spacy_gliner.components.relex  # noqa: F401
-from test_linker import ENTITIES, write_kb
-from test_linker import model_dir as linker_model_dir  # noqa: F401  (fixture)
-from test_pipeline_guarantees import RELATIONS, RELEX_SETTINGS
-from test_relex_component import ENTITY_LABELS, relex_models  # noqa: F401  (fixture)
+from components.test_linker import ENTITIES, write_kb
+from components.test_linker import model_dir as linker_model_dir  # noqa: F401  (fixture)
+from components.test_pipeline_guarantees import RELATIONS, RELEX_SETTINGS
+from components.test_relex import ENTITY_LABELS, relex_models  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.filterwarnings("ignore:gliner_relex", "ignore:.*cannot tell apart")
 

@@ -213,7 +213,7 @@ def test_spacy_train_cli_with_the_relex_config(conll04_docs, tmp_path):
 
     conll04_docs.to_disk(tmp_path / "train.spacy")
     train(
-        Path(__file__).resolve().parents[1] / "component_configs" / "gliner_relex_train.cfg",
+        Path(__file__).resolve().parents[2] / "component_configs" / "gliner_relex_train.cfg",
         tmp_path / "out",
         overrides={
             "paths.train": str(tmp_path / "train.spacy"), "paths.dev": str(tmp_path / "train.spacy"),
