@@ -13,7 +13,8 @@ from spacy.tokens import Doc, Span
 
 import spacy_gliner.components.ner  # noqa: F401  (registers the factory)
 from spacy_gliner.doc_relations import set_relations
-from spacy_gliner.visualization import read_texts, relation_arcs, render
+from spacy_gliner import render
+from spacy_gliner.visualization import read_texts, relation_arcs
 from support import DATA, crossner_labels, crossner_sentences
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
