@@ -507,7 +507,7 @@ def _check_relex_new_model(spec: Dict[str, Any], name: str) -> Dict[str, Any]:
 
 def _prompt_labels(labels: Iterable[str]) -> List[str]:
     """A doc's distinct entity labels as the model reads them (``ORG`` -> ``organization``), sorted."""
-    from ..training.corpora import normalize_label
+    from ..training.label_names import normalize_label
 
     return sorted({normalize_label(label) for label in labels})
 

@@ -35,7 +35,7 @@ from spacy.tokens import Doc, DocBin, Span
 from spacy.util import filter_spans, registry
 
 from ..kb.corpora import BENCHMARKS, LinkedDocument, load_benchmark, read_elevant, read_tweeki, read_zelda
-from .corpora import META_KEY
+from .doc_keys import META_KEY
 
 NIL = "NIL"
 READERS = {"elevant": read_elevant, "tweeki": read_tweeki, "zelda": read_zelda}
