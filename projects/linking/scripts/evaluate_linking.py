@@ -168,7 +168,7 @@ def evaluate(args) -> None:
     import spacy
 
     import spacy_gliner.components.linker  # noqa: F401
-    from spacy_gliner.kb.corpora import load_benchmark
+    from spacy_gliner.kb.linking_benchmarks import load_benchmark
     from spacy_gliner.kb.memory import InMemoryKB
 
     blank = spacy.blank("en")
