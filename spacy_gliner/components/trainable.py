@@ -125,7 +125,7 @@ class TrainableGliner:
         return optimizer_settings(self.training)
 
     def _sampling_config(self):
-        from ..training.sampling import LabelSamplingConfig
+        from ..training.label_sampling import LabelSamplingConfig
 
         t = self.training
         return LabelSamplingConfig(
