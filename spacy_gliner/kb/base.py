@@ -24,6 +24,8 @@ PathLike = Union[str, Path]
 # Written into every serialised KB directory so load_kb() can pick the class.
 META_FILE = "kb.json"
 EMPTY_CONTENT_HASH = hashlib.sha256(b"spacy_gliner.kb.v1").hexdigest()
+#: The kb_id of a mention that links to no entity of the KB (as spaCy's EntityLinker writes it).
+NIL = "NIL"
 
 
 @runtime_checkable

@@ -34,10 +34,10 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 from spacy.tokens import Doc, DocBin, Span
 from spacy.util import filter_spans, registry
 
+from ..kb.base import NIL
 from ..kb.linking_benchmarks import BENCHMARKS, LinkedDocument, load_benchmark, read_elevant, read_tweeki, read_zelda
 from .doc_keys import META_KEY
 
-NIL = "NIL"
 READERS = {"elevant": read_elevant, "tweeki": read_tweeki, "zelda": read_zelda}
 
 
