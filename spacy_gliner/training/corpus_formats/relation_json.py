@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Iterator, List, Mapping, Optional, Union
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 from ..label_names import LabelMapper, normalize_relation_label
-from .gold_docs import PathLike, ReadStats, RelTuple, build_doc, first_items, list_reader, reading_source
+from .gold_docs import PathLike, ReadStats, RelTuple, SpanTuple, build_doc, first_items, list_reader, reading_source
 
 __all__ = ["iter_conll04", "read_conll04", "iter_crossre", "read_crossre", "iter_scierc", "read_scierc"]
 
@@ -34,6 +34,25 @@ def _json_records(path: Path) -> Iterator[object]:
                 yield None
 
 
+#: A record read: its words, entity spans, relations and provenance.
+ParsedRecord = Tuple[List[str], List[SpanTuple], List[RelTuple], Dict[str, object]]
+
+
+def _one_doc_per_record(
+    path: Path, vocab: Vocab, stats: ReadStats, parse: Callable[[object, int], Optional[ParsedRecord]],
+    limit: Optional[int],
+) -> Iterator[Doc]:
+    """The gold Doc of each of the first ``limit`` records that ``parse`` can read."""
+    for index, record in enumerate(first_items(_json_records(path), limit)):
+        parsed = parse(record, index)
+        if parsed is None:
+            continue
+        words, spans, rels, meta = parsed
+        doc = build_doc(vocab, words, spans, stats, relations=rels, meta=meta)
+        if doc is not None:
+            yield doc
+
+
 def iter_conll04(
     path: PathLike,
     stats: ReadStats,
@@ -50,14 +69,15 @@ def iter_conll04(
     path, vocab = reading_source(path, stats, vocab)
     mapper = LabelMapper(label_mode, label_map)
     rel_mapper = _relation_mapper(normalize_relations)
-    for index, record in enumerate(first_items(_json_records(path), limit)):
+
+    def parse(record, index: int) -> Optional[ParsedRecord]:
         try:
             words = [str(t) for t in record["tokens"]]
             ents = [(int(e["start"]), int(e["end"]), str(e["type"])) for e in record["entities"]]
             raw_rels = [(int(r["head"]), int(r["tail"]), str(r["type"])) for r in record["relations"]]
         except (KeyError, TypeError, ValueError):
             stats.skip("malformed_record")
-            continue
+            return None
         spans = [(s, e, mapper(t)) for s, e, t in ents]
         rels: List[RelTuple] = []
         for h, t, label in raw_rels:
@@ -68,9 +88,9 @@ def iter_conll04(
         meta = {"source": path.name, "index": index}
         if "orig_id" in record:
             meta["orig_id"] = record["orig_id"]
-        doc = build_doc(vocab, words, spans, stats, relations=rels, meta=meta)
-        if doc is not None:
-            yield doc
+        return words, spans, rels, meta
+
+    yield from _one_doc_per_record(path, vocab, stats, parse, limit)
 
 
 read_conll04 = list_reader(iter_conll04)
@@ -94,7 +114,8 @@ def iter_crossre(
     path, vocab = reading_source(path, stats, vocab)
     mapper = LabelMapper(label_mode, label_map)
     rel_mapper = _relation_mapper(normalize_relations)
-    for index, record in enumerate(first_items(_json_records(path), limit)):
+
+    def parse(record, index: int) -> Optional[ParsedRecord]:
         try:
             words = [str(t) for t in record["sentence"]]
             spans = [(int(s), int(e) + 1, mapper(str(t))) for s, e, t, *_ in record["ner"]]
@@ -104,11 +125,10 @@ def iter_crossre(
             ]
         except (KeyError, TypeError, ValueError, IndexError):
             stats.skip("malformed_record")
-            continue
-        meta = {"source": path.name, "index": index, "doc_key": record.get("doc_key")}
-        doc = build_doc(vocab, words, spans, stats, relations=rels, meta=meta)
-        if doc is not None:
-            yield doc
+            return None
+        return words, spans, rels, {"source": path.name, "index": index, "doc_key": record.get("doc_key")}
+
+    yield from _one_doc_per_record(path, vocab, stats, parse, limit)
 
 
 read_crossre = list_reader(iter_crossre)
