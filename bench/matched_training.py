@@ -56,7 +56,7 @@ def write_docbin(examples: List[dict], path: Path, vocab) -> None:
     """GLiNER-format examples -> DocBin with gold in ``doc.spans['sc']`` and the corpus name."""
     from spacy.tokens import Doc, DocBin, Span
 
-    from spacy_gliner.training.corpora import META_KEY
+    from spacy_gliner.training.doc_keys import META_KEY
 
     docbin = DocBin(store_user_data=True)
     for ex in examples:

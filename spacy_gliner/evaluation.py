@@ -11,7 +11,7 @@ predicted spans aligned onto the gold tokens, i.e. exactly what
 spaCy's figures (as fractions in [0, 1]); the dicts add the raw counts.
 
 Gold spans come from ``doc.spans["sc"]`` when the gold Doc has that group (the
-readers in :mod:`spacy_gliner.training.corpora` write it; it keeps nested gold
+readers in :mod:`spacy_gliner.training.corpus_formats` write it; it keeps nested gold
 that ``doc.ents`` cannot hold), otherwise from ``doc.ents``. Predictions come
 from ``doc.ents`` unless ``pred_key`` names a span group.
 

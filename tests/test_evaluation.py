@@ -139,7 +139,8 @@ def test_ner_agrees_with_gliner_evaluator_on_real_data():
     against GLiNER's JSON conversion (gold): our figure must equal GLiNER's own evaluator."""
     gliner_eval = pytest.importorskip("gliner.evaluation.evaluator")
     gliner_ner = pytest.importorskip("gliner.evaluation.evaluate_ner")
-    from spacy_gliner.training.corpora import read_crossner_bio, read_gliner_json
+    from spacy_gliner.training.corpus_formats.bio_columns import read_crossner_bio
+    from spacy_gliner.training.corpus_formats.gliner_json import read_gliner_json
 
     gold_path = DATA / "gliner_ner_datasets" / "CrossNER_AI" / "test.json"
     gold_docs, _ = read_gliner_json(gold_path)

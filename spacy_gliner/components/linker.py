@@ -45,12 +45,12 @@ from spacy.training import Example
 from spacy.util import registry
 
 from ..kb import candidates as _candidates  # noqa: F401  (registers the @misc generator builders)
+from ..kb.base import NIL
 from ..kb.features import FEATURES, check_features
 from ..training.settings import check_training_settings
 from .annotations import doc_words, optional_int, warn_counts
 from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
 
-NIL = "NIL"
 NEGATIVE_LABELS = (NIL, "")
 # user_data key of a mention's ranked candidates: (CANDIDATES_KEY, start_char, end_char).
 # Character offsets, not token offsets: merge_entities and other retokenizers renumber tokens

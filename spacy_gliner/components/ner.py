@@ -206,7 +206,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
 
             check_cached_hub_checkpoint(self.source)
             return
-        from ..modeling.checkpoint import check_checkpoint_files, label_lengths
+        from ..modeling.checkpoint import check_checkpoint_files, check_checkpoint_label_lengths
 
         config = check_checkpoint_files(directory)
         if self.cfg.get("label_top_k") is not None and config.bi_encoder and config.post_fusion_schema:
@@ -216,7 +216,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
                 "cannot be ranked or scored apart from the full label set. Leave 'label_top_k' unset."
             )
         if self.label_texts:
-            label_lengths(directory, self.label_texts)
+            check_checkpoint_label_lengths(directory, self.label_texts)
 
     def _normalize_labels(self, labels, where: str):
         """Label names and the texts the model reads; lower-cased texts when ``lowercase_labels``
@@ -249,7 +249,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         from .device import model_device
 
         if source is None:
-            from ..modeling.fresh import new_checkpoint
+            from ..modeling.new_model import new_checkpoint
 
             for key in ("encoder", "label_encoder"):
                 where = self.new_model.get(key)
@@ -357,9 +357,9 @@ class GlinerNER(TrainableGliner, GlinerPipe):
             if self._extractor.label_cache is not None:
                 self._extractor.prepare_label_vectors(texts, progress=progress)
         elif self.source is not None and Path(self.source).expanduser().is_dir():
-            from ..modeling.checkpoint import label_lengths
+            from ..modeling.checkpoint import check_checkpoint_label_lengths
 
-            label_lengths(Path(self.source).expanduser(), texts)
+            check_checkpoint_label_lengths(Path(self.source).expanduser(), texts)
         self._label_names.extend(names)
         self.label_texts.extend(texts)
         return len(names)

@@ -241,7 +241,7 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
 
             check_cached_hub_checkpoint(self.source)
             return
-        from ..modeling.checkpoint import check_checkpoint_files, label_lengths
+        from ..modeling.checkpoint import check_checkpoint_files, check_checkpoint_label_lengths
 
         config = check_checkpoint_files(directory)
         if not config.relex:
@@ -249,7 +249,7 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
                 f"gliner_relex: {directory} is not a relex checkpoint (no 'relations_layer' in gliner_config.json); "
                 "use gliner_ner for it."
             )
-        label_lengths(directory, self.label_texts + self.relation_texts)
+        check_checkpoint_label_lengths(directory, self.label_texts + self.relation_texts)
         from ..modeling.label_checks import prompt_budget, relex_prompt_too_long
         from ..modeling.checkpoint import open_tokenizers
         from ..modeling.inputs import InputBuilder
@@ -289,7 +289,7 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
         from .device import model_device
 
         if source is None:
-            from ..modeling.fresh import new_checkpoint
+            from ..modeling.new_model import new_checkpoint
 
             where = self.new_model["encoder"]
             if str(where).startswith((".", "/", "~")) and not Path(where).expanduser().is_dir():
@@ -507,7 +507,7 @@ def _check_relex_new_model(spec: Dict[str, Any], name: str) -> Dict[str, Any]:
 
 def _prompt_labels(labels: Iterable[str]) -> List[str]:
     """A doc's distinct entity labels as the model reads them (``ORG`` -> ``organization``), sorted."""
-    from ..training.corpora import normalize_label
+    from ..training.label_names import normalize_label
 
     return sorted({normalize_label(label) for label in labels})
 

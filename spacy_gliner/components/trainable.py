@@ -12,7 +12,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from spacy.training import Example
 
-from ..training.corpora import META_KEY
+from ..training.doc_keys import META_KEY
 from ..training.settings import check_training_settings, optimizer_settings  # noqa: F401  (re-exported for the pipes)
 from .annotations import doc_words, warn_counts  # noqa: F401
 
@@ -125,7 +125,7 @@ class TrainableGliner:
         return optimizer_settings(self.training)
 
     def _sampling_config(self):
-        from ..training.sampling import LabelSamplingConfig
+        from ..training.label_sampling import LabelSamplingConfig
 
         t = self.training
         return LabelSamplingConfig(

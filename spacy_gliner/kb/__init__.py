@@ -6,5 +6,5 @@ Import the submodules you need; nothing heavy is imported here:
 * ``memory`` / ``sqlite`` - ``InMemoryKB`` and ``SQLiteKB`` (``base.KnowledgeBase`` protocol); ``opening.open_kb`` / ``load_kb`` open any of them
 * ``embeddings`` - ``ensure_embeddings`` / ``EmbeddingStore`` (float16, memory-mapped, fingerprinted)
 * ``candidates`` - exact / fuzzy / dense / merged candidate generators (spaCy ``misc`` registry)
-* ``corpora``    - readers for the linking benchmarks in ``shared/data``
+* ``linking_benchmarks`` - readers for the linking benchmarks in ``shared/data``
 """

@@ -15,15 +15,18 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Iterable, Iterator, List, Protocol, Sequence, Tuple, Union, runtime_checkable
+from typing import Callable, Iterable, Iterator, List, Protocol, Sequence, Tuple, TypeVar, Union, runtime_checkable
 
 from .entities import Entity
 
 PathLike = Union[str, Path]
+KB = TypeVar("KB", bound="KnowledgeBase")
 
 # Written into every serialised KB directory so load_kb() can pick the class.
 META_FILE = "kb.json"
 EMPTY_CONTENT_HASH = hashlib.sha256(b"spacy_gliner.kb.v1").hexdigest()
+#: The kb_id of a mention that links to no entity of the KB (as spaCy's EntityLinker writes it).
+NIL = "NIL"
 
 
 @runtime_checkable
@@ -135,3 +138,14 @@ def read_meta(path: PathLike) -> dict:
             "(expected one written by InMemoryKB.to_disk or SQLiteKB.to_disk)"
         )
     return json.loads(meta_path.read_text(encoding="utf-8"))
+
+
+def open_saved_kb(path: PathLike, data_file: str, open_data: Callable[[Path], KB]) -> KB:
+    """The KB that ``to_disk`` wrote into directory ``path``: ``open_data`` opens its ``data_file``,
+    which must still hold what ``kb.json`` recorded (a file edited or swapped by hand is refused)."""
+    meta = read_meta(path)
+    kb = open_data(Path(path) / data_file)
+    if meta.get("content_hash") not in (None, kb.content_hash):
+        raise ValueError(f"{path}: {data_file} does not match kb.json (edited by hand?); "
+                         "re-save the knowledge base with to_disk()")
+    return kb

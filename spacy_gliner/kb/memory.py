@@ -10,7 +10,7 @@ from .base import (
     PathLike,
     chain_content_hash,
     normalise_priors,
-    read_meta,
+    open_saved_kb,
     unknown_ids_error,
     write_meta,
 )
@@ -131,9 +131,4 @@ class InMemoryKB:
 
     @classmethod
     def from_disk(cls, path: PathLike) -> "InMemoryKB":
-        meta = read_meta(path)
-        kb = cls.from_jsonl(Path(path) / ENTITIES_FILE)
-        if meta.get("content_hash") not in (None, kb.content_hash):
-            raise ValueError(f"{path}: entities.jsonl does not match kb.json (edited by hand?); "
-                             "re-save the knowledge base with to_disk()")
-        return kb
+        return open_saved_kb(path, ENTITIES_FILE, cls.from_jsonl)

@@ -24,7 +24,7 @@ from .base import (
     PathLike,
     chain_content_hash,
     normalise_priors,
-    read_meta,
+    open_saved_kb,
     unknown_ids_error,
     write_meta,
 )
@@ -285,11 +285,7 @@ class SQLiteKB:
 
     @classmethod
     def from_disk(cls, path: PathLike) -> "SQLiteKB":
-        meta = read_meta(path)
-        kb = cls(Path(path) / DB_FILE)
-        if meta.get("content_hash") not in (None, kb.content_hash):
-            raise ValueError(f"{path}: kb.sqlite does not match kb.json; re-save the knowledge base with to_disk()")
-        return kb
+        return open_saved_kb(path, DB_FILE, cls)
 
     def __repr__(self) -> str:
         return f"SQLiteKB({str(self.db_path)!r}, entities={len(self)})"

@@ -350,7 +350,7 @@ def check_checkpoint_files(directory: Path) -> GlinerConfig:
     return config
 
 
-def label_lengths(directory: Path, label_texts) -> None:
+def check_checkpoint_label_lengths(directory: Path, label_texts) -> None:
     """Raise if a label cannot be read whole by the checkpoint's encoder (tokenizers only)."""
     from .inputs import InputBuilder
     from .label_checks import check_label_lengths

@@ -6,7 +6,7 @@ assembled from the cached ids. This yields the same ids as tokenizing the whole
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -78,20 +78,7 @@ class InputBuilder:
 
     def prompt_ids(self, label_texts: Sequence[str]) -> List[int]:
         """``<<ENT>> label1 <<ENT>> label2 ... <<SEP>>`` as ids, cached per label tuple."""
-        key = tuple(label_texts)
-        cached = self._prompt_cache.get(key)
-        if cached is None:
-            prompt_words: List[str] = []
-            for text in label_texts:
-                prompt_words.append(self.config.ent_token)
-                if text:
-                    prompt_words.append(text)
-            prompt_words.append(self.config.sep_token)
-            cached = [i for piece in self.word_pieces(prompt_words, cap=None) for i in piece]
-            if len(self._prompt_cache) > 64:
-                self._prompt_cache.clear()
-            self._prompt_cache[key] = cached
-        return cached
+        return self._cached_prompt_ids(tuple(label_texts), lambda: self._entity_prompt_words(label_texts))
 
     def relex_prompt_ids(self, entity_texts: Sequence[str], relation_texts: Sequence[str]) -> List[int]:
         """Relex prompt ``<<ENT>> e1 ... <<SEP>> <<REL>> r1 <<REL>> r2 ... <<SEP>>`` as ids.
@@ -99,19 +86,31 @@ class InputBuilder:
         As in the reference, an empty entity label keeps only its marker, relation labels are
         always written, and the second separator is there even with no relation labels.
         """
+
+        def prompt_words() -> List[str]:
+            words = self._entity_prompt_words(entity_texts)
+            for text in relation_texts:
+                words.extend((self.config.rel_token, text))
+            words.append(self.config.sep_token)
+            return words
+
         key = ("\x00relex",) + tuple(entity_texts) + ("\x00",) + tuple(relation_texts)
+        return self._cached_prompt_ids(key, prompt_words)
+
+    def _entity_prompt_words(self, label_texts: Sequence[str]) -> List[str]:
+        """``<<ENT>> label1 <<ENT>> label2 ... <<SEP>>`` as words; an empty label keeps only its marker."""
+        words: List[str] = []
+        for text in label_texts:
+            words.append(self.config.ent_token)
+            if text:
+                words.append(text)
+        words.append(self.config.sep_token)
+        return words
+
+    def _cached_prompt_ids(self, key: Tuple[str, ...], prompt_words: Callable[[], List[str]]) -> List[int]:
         cached = self._prompt_cache.get(key)
         if cached is None:
-            prompt_words: List[str] = []
-            for text in entity_texts:
-                prompt_words.append(self.config.ent_token)
-                if text:
-                    prompt_words.append(text)
-            prompt_words.append(self.config.sep_token)
-            for text in relation_texts:
-                prompt_words.extend((self.config.rel_token, text))
-            prompt_words.append(self.config.sep_token)
-            cached = [i for piece in self.word_pieces(prompt_words, cap=None) for i in piece]
+            cached = [i for piece in self.word_pieces(prompt_words(), cap=None) for i in piece]
             if len(self._prompt_cache) > 64:
                 self._prompt_cache.clear()
             self._prompt_cache[key] = cached

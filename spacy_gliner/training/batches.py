@@ -16,7 +16,8 @@ from ..modeling.config import GlinerConfig
 from ..modeling.inputs import InputBuilder
 from ..modeling.model import EncodedBatch
 from ..inference.windows import plan_windows
-from .sampling import LabelSamplingConfig, PromptLabelSample, batch_span_targets, sample_prompt_labels, token_target_indices
+from .label_sampling import LabelSamplingConfig, PromptLabelSample, sample_prompt_labels
+from .span_targets import batch_span_targets, token_target_indices
 
 
 @dataclass

@@ -6,7 +6,7 @@ Command line::
         [--limit N] [--label-map PRESET|FILE.json|RAW=name,...]
         [--label-mode table|lower|raw] [--by sentence|document] [--quiet]
 
-Formats (see :data:`spacy_gliner.training.corpora.FORMATS`):
+Formats (see :data:`spacy_gliner.training.corpus_formats.dispatch.FORMATS`):
 
 =============  ==============================================================
 ``gliner-json`` GLiNER evaluation JSON (``{sentence, entities}``) or training
@@ -38,7 +38,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 
-from .corpora import FORMATS, META_KEY, ReadStats, iter_corpus
+from .corpus_formats.dispatch import FORMATS, iter_corpus
+from .corpus_formats.gold_docs import ReadStats
+from .doc_keys import META_KEY
 
 __all__ = ["input_files", "convert", "docs_to_docbin", "main"]
 

@@ -5,7 +5,7 @@ Command line::
     python -m spacy_gliner.training.convert_linking <corpus> <output.spacy>
         [--data-dir shared/data] [--by document|line] [--limit N] [--quiet]
 
-``<corpus>`` is a benchmark name of :data:`spacy_gliner.kb.corpora.BENCHMARKS` read from
+``<corpus>`` is a benchmark name of :data:`spacy_gliner.kb.linking_benchmarks.BENCHMARKS` read from
 ``--data-dir`` (e.g. ``aida-yago2-train``, the AIDA CoNLL-YAGO training split; ``kore50``), or
 the path of a file in one of the readers' formats (``--format elevant|tweeki|zelda``).
 
@@ -34,10 +34,10 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 from spacy.tokens import Doc, DocBin, Span
 from spacy.util import filter_spans, registry
 
-from ..kb.corpora import BENCHMARKS, LinkedDocument, load_benchmark, read_elevant, read_tweeki, read_zelda
-from .corpora import META_KEY
+from ..kb.base import NIL
+from ..kb.linking_benchmarks import BENCHMARKS, LinkedDocument, load_benchmark, read_elevant, read_tweeki, read_zelda
+from .doc_keys import META_KEY
 
-NIL = "NIL"
 READERS = {"elevant": read_elevant, "tweeki": read_tweeki, "zelda": read_zelda}
 
 

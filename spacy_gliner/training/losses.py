@@ -39,10 +39,13 @@ Differences from the reference (documented, deliberate)
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Mapping, Optional, TypedDict, Union
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "contrastive_linking_loss",
@@ -54,6 +57,7 @@ __all__ = [
     "token_classification_loss",
     "adjacency_loss",
     "relation_loss",
+    "FocalSettings",
     "MASKING_MODES",
     "REDUCTIONS",
 ]
@@ -61,6 +65,26 @@ __all__ = [
 MASKING_MODES = ("none", "global", "label", "span")
 REDUCTIONS = ("sum", "mean", "none")
 LOSS_TYPES = ("focal", "bce", "dice")
+
+
+class FocalSettings(TypedDict, total=False):
+    """The element-wise loss settings every task loss takes as keywords and hands to
+    :func:`elementwise_loss` unchanged; a setting left out keeps that function's default
+    (``alpha=-1, gamma=0``: plain BCE; no smoothing, no margin, no negative masking)."""
+
+    alpha: float
+    gamma: float
+    prob_margin: float
+    label_smoothing: float
+    negatives: float
+    masking: str
+    generator: Optional[torch.Generator]
+
+
+def _check_focal_settings(loss_name: str, settings: Mapping[str, object]) -> None:
+    unknown = sorted(set(settings) - set(FocalSettings.__annotations__))
+    if unknown:
+        raise TypeError(f"{loss_name}() got unexpected keyword arguments {unknown}")
 
 
 def _reduce(loss: torch.Tensor, n_valid: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -233,17 +257,11 @@ def span_classification_loss(
     targets: torch.Tensor,
     label_mask: torch.Tensor,
     span_mask: torch.Tensor,
-    alpha: float = -1.0,
-    gamma: float = 0.0,
-    label_smoothing: float = 0.0,
-    negatives: float = 1.0,
-    masking: str = "none",
     reduction: str = "sum",
-    prob_margin: float = 0.0,
     loss_type: str = "focal",
     dice_gamma: float = 1.0,
     use_span_width_weight: bool = False,
-    generator: Optional[torch.Generator] = None,
+    **focal: Unpack[FocalSettings],
 ) -> torch.Tensor:
     """Span-classification loss of GLiNER span models (reference ``UniEncoderSpanModel.loss``).
 
@@ -252,17 +270,19 @@ def span_classification_loss(
         targets: 0/1 targets ``(B, W, K, C)`` (float).
         label_mask: ``(B, C)``, 1 for real prompt labels, 0 for padding labels.
         span_mask: ``(B, W, K)``, 1 for spans inside the sentence.
-        alpha, gamma, prob_margin, label_smoothing: focal-loss parameters.
-        negatives, masking: negative down-sampling (:func:`negative_sampling_mask`).
         reduction: ``"sum"`` (reference default), ``"mean"`` (divides by the number of
             valid *spans*, not span x label cells, like the reference; 0 when there is
             none) or ``"none"`` (masked ``(B, W, K, C)`` tensor).
+        loss_type, dice_gamma: see :func:`elementwise_loss`.
         use_span_width_weight: multiply the loss of positive cells by
             ``1 + log(k + 1)`` for the 0-based width index ``k``.
+        focal: :class:`FocalSettings` (focal-loss parameters, and negative down-sampling by
+            :func:`negative_sampling_mask`).
 
     Returns:
         A scalar (or ``(B, W, K, C)`` for ``reduction="none"``).
     """
+    _check_focal_settings("span_classification_loss", focal)
     if scores.dim() != 4:
         raise ValueError(f"scores must be (B, W, K, C), got shape {tuple(scores.shape)}")
     B, W, K, C = scores.shape
@@ -273,19 +293,7 @@ def span_classification_loss(
 
     flat_scores = scores.reshape(B, W * K, C)
     flat_targets = targets.reshape(B, W * K, C)
-    losses = elementwise_loss(
-        flat_scores,
-        flat_targets,
-        alpha=alpha,
-        gamma=gamma,
-        prob_margin=prob_margin,
-        label_smoothing=label_smoothing,
-        negatives=negatives,
-        masking=masking,
-        loss_type=loss_type,
-        dice_gamma=dice_gamma,
-        generator=generator,
-    )
+    losses = elementwise_loss(flat_scores, flat_targets, loss_type=loss_type, dice_gamma=dice_gamma, **focal)
     if use_span_width_weight:
         widths = torch.arange(1, K + 1, dtype=scores.dtype, device=scores.device)
         boost = (torch.log(widths) + 1.0).view(1, 1, K, 1)
@@ -301,19 +309,26 @@ def span_classification_loss(
     return _reduce_masked(losses, valid_spans.sum(), reduction)
 
 
+def _masked_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    mask: torch.Tensor,
+    reduction: str,
+    focal: Mapping[str, object],
+    normalize_prob: bool = True,
+) -> torch.Tensor:
+    """:func:`elementwise_loss` zeroed outside ``mask`` and reduced over ``mask``'s cells."""
+    losses = elementwise_loss(logits, targets, normalize_prob=normalize_prob, **focal) * mask
+    return _reduce_masked(losses, mask.sum(), reduction)
+
+
 def token_classification_loss(
     scores: torch.Tensor,
     targets: torch.Tensor,
     label_mask: torch.Tensor,
     word_mask: torch.Tensor,
-    alpha: float = -1.0,
-    gamma: float = 0.0,
-    prob_margin: float = 0.0,
-    label_smoothing: float = 0.0,
     reduction: str = "sum",
-    negatives: float = 1.0,
-    masking: str = "none",
-    generator: Optional[torch.Generator] = None,
+    **focal: Unpack[FocalSettings],
 ) -> torch.Tensor:
     """Loss of GLiNER token models (reference ``UniEncoderTokenModel.loss``).
 
@@ -322,45 +337,29 @@ def token_classification_loss(
         targets: same shape, 0/1.
         label_mask: ``(B, C)``.
         word_mask: ``(B, W)`` (or ``(B, N)`` for span logits).
-        masking: the reference token loss never masks negatives (``"none"``, where
-            ``negatives`` has no effect); ``"global"`` is accepted as an extension.
         reduction: ``"sum"``, ``"mean"`` (divides by the number of valid
             word x label pairs, *not* x3, like the reference) or ``"none"``.
+        focal: :class:`FocalSettings`; the reference token loss never masks negatives
+            (``masking="none"``, where ``negatives`` has no effect); ``"global"`` is accepted
+            as an extension.
     """
+    _check_focal_settings("token_classification_loss", focal)
     if scores.dim() not in (3, 4):
         raise ValueError(f"scores must be (B, W, C, 3) or (B, N, C), got {tuple(scores.shape)}")
-    if masking not in ("none", "global"):
+    if focal.get("masking", "none") not in ("none", "global"):
         raise ValueError("token_classification_loss supports masking 'none' or 'global'")
-    losses = elementwise_loss(
-        scores,
-        targets,
-        alpha=alpha,
-        gamma=gamma,
-        prob_margin=prob_margin,
-        label_smoothing=label_smoothing,
-        negatives=negatives,
-        masking=masking,
-        generator=generator,
-    )
     mask = word_mask.unsqueeze(-1) * label_mask.unsqueeze(1)
-    if losses.dim() == 4:
+    if scores.dim() == 4:
         mask = mask.unsqueeze(-1)
-    losses = losses * mask
-    return _reduce_masked(losses, mask.float().sum(), reduction)
+    return _masked_loss(scores, targets, mask.float(), reduction, focal)
 
 
 def adjacency_loss(
     adjacency: torch.Tensor,
     targets: torch.Tensor,
     entity_mask: torch.Tensor,
-    alpha: float = -1.0,
-    gamma: float = 0.0,
-    prob_margin: float = 0.0,
-    label_smoothing: float = 0.0,
     reduction: str = "sum",
-    negatives: float = 1.0,
-    masking: str = "none",
-    generator: Optional[torch.Generator] = None,
+    **focal: Unpack[FocalSettings],
 ) -> torch.Tensor:
     """Adjacency loss of relex models (reference ``UniEncoderSpanRelexModel.adj_loss``).
 
@@ -370,23 +369,14 @@ def adjacency_loss(
     the reference), 0 elsewhere. Every (i, j) of real entities counts, the diagonal included;
     ``mean`` divides by their number.
     """
+    _check_focal_settings("adjacency_loss", focal)
     B = adjacency.size(0)
-    losses = elementwise_loss(
-        adjacency.reshape(B, -1, 1),
-        targets.reshape(B, -1, 1).to(adjacency.dtype),
-        alpha=alpha,
-        gamma=gamma,
-        prob_margin=prob_margin,
-        label_smoothing=label_smoothing,
-        negatives=negatives,
-        masking=masking,
-        normalize_prob=False,
-        generator=generator,
-    )
     m = entity_mask.to(adjacency.dtype)
     pair_mask = (m.unsqueeze(2) * m.unsqueeze(1)).reshape(B, -1, 1)
-    losses = losses * pair_mask
-    return _reduce_masked(losses, pair_mask.sum(), reduction)
+    return _masked_loss(
+        adjacency.reshape(B, -1, 1), targets.reshape(B, -1, 1).to(adjacency.dtype), pair_mask,
+        reduction, focal, normalize_prob=False,
+    )
 
 
 def relation_loss(
@@ -394,14 +384,8 @@ def relation_loss(
     targets: torch.Tensor,
     pair_mask: torch.Tensor,
     label_mask: torch.Tensor,
-    alpha: float = -1.0,
-    gamma: float = 0.0,
-    prob_margin: float = 0.0,
-    label_smoothing: float = 0.0,
     reduction: str = "sum",
-    negatives: float = 1.0,
-    masking: str = "none",
-    generator: Optional[torch.Generator] = None,
+    **focal: Unpack[FocalSettings],
 ) -> torch.Tensor:
     """Relation classification loss (reference ``UniEncoderSpanRelexModel.rel_loss``).
 
@@ -409,20 +393,9 @@ def relation_loss(
     (B, N) marks real pairs, ``label_mask`` (B, R) real (non-padding) relation labels of each
     example. ``mean`` divides by the number of real pair x label cells.
     """
-    losses = elementwise_loss(
-        logits,
-        targets.to(logits.dtype),
-        alpha=alpha,
-        gamma=gamma,
-        prob_margin=prob_margin,
-        label_smoothing=label_smoothing,
-        negatives=negatives,
-        masking=masking,
-        generator=generator,
-    )
+    _check_focal_settings("relation_loss", focal)
     cells = pair_mask.to(logits.dtype).unsqueeze(-1) * label_mask.to(logits.dtype).unsqueeze(1)
-    losses = losses * cells
-    return _reduce_masked(losses, cells.sum(), reduction)
+    return _masked_loss(logits, targets.to(logits.dtype), cells, reduction, focal)
 
 
 def span_width_weights(max_width: int) -> list:

@@ -38,7 +38,7 @@ def write_kb(path, entities=ENTITIES):
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     from spacy_gliner.modeling.checkpoint import save_checkpoint
-    from spacy_gliner.modeling.fresh import new_checkpoint
+    from spacy_gliner.modeling.new_model import new_checkpoint
 
     directory = tmp_path_factory.mktemp("linker_model") / "bi"
     save_checkpoint(new_checkpoint(minilm_dir(), label_encoder=minilm_dir(), hidden_size=128, max_width=MAX_WIDTH), directory)

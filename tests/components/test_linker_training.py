@@ -36,7 +36,7 @@ TOY_KB = [
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     from spacy_gliner.modeling.checkpoint import save_checkpoint
-    from spacy_gliner.modeling.fresh import new_checkpoint
+    from spacy_gliner.modeling.new_model import new_checkpoint
 
     directory = tmp_path_factory.mktemp("linker_train_model") / "bi"
     checkpoint = new_checkpoint(minilm_dir(), label_encoder=minilm_dir(), hidden_size=128, max_width=4, dropout=0.1)
@@ -166,7 +166,7 @@ def test_training_data_problems_are_clear_errors(model_dir, tmp_path):
 def aida_sample(tmp_path_factory):
     """32 AIDA CoNLL-YAGO *training* sentences with links, and a KB of every entity linked in the
     first 30 training documents (aliases and priors from them)."""
-    from spacy_gliner.kb.corpora import entities_from_documents, load_benchmark
+    from spacy_gliner.kb.linking_benchmarks import entities_from_documents, load_benchmark
     from spacy_gliner.kb.entities import write_entities_jsonl
     from spacy_gliner.training.convert_linking import linked_docs
 

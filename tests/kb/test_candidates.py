@@ -15,7 +15,7 @@ from spacy_gliner.kb.candidates import (
     FuzzyCandidates,
     MergedCandidates,
 )
-from spacy_gliner.kb.corpora import load_benchmark
+from spacy_gliner.kb.linking_benchmarks import load_benchmark
 from spacy_gliner.kb.entities import Entity
 from spacy_gliner.kb.fuzzy import FuzzyIndex
 from spacy_gliner.kb.memory import InMemoryKB
@@ -181,7 +181,7 @@ def test_candidate_recall_on_real_benchmarks(real_kb_path, data_dir):
 
 
 def test_distractors_are_real_names_that_do_not_shadow_benchmark_entities(real_kb_path, data_dir):
-    from spacy_gliner.kb.corpora import read_bio_entities
+    from spacy_gliner.kb.linking_benchmarks import read_bio_entities
     from spacy_gliner.kb.entities import load_entities_jsonl
 
     entities = load_entities_jsonl(real_kb_path)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from spacy_gliner.kb.corpora import (
+from spacy_gliner.kb.linking_benchmarks import (
     BENCHMARKS,
     entities_from_documents,
     load_benchmark,

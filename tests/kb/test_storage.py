@@ -5,7 +5,7 @@ import pytest
 
 from spacy_gliner.kb.base import KnowledgeBase, ensure_not_empty
 from spacy_gliner.kb.opening import load_kb
-from spacy_gliner.kb.corpora import entities_from_documents, load_benchmark
+from spacy_gliner.kb.linking_benchmarks import entities_from_documents, load_benchmark
 from spacy_gliner.kb.entities import Entity
 from spacy_gliner.kb.memory import InMemoryKB
 from spacy_gliner.kb.sqlite import SQLiteKB

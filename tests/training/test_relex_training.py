@@ -190,7 +190,7 @@ def test_convert_command_writes_gold_relations_for_training(fmt, source, tmp_pat
     from spacy.tokens import DocBin
 
     from spacy_gliner.training.convert import main
-    from spacy_gliner.training.corpora import read_corpus
+    from spacy_gliner.training.corpus_formats.dispatch import read_corpus
 
     out = tmp_path / f"{fmt}.spacy"
     assert main([fmt, str(DATA / source), str(out), "--limit", "20", "--quiet"]) == 0

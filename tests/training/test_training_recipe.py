@@ -17,7 +17,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from spacy_gliner.training import losses as L  # noqa: E402
-from spacy_gliner.training import sampling as S  # noqa: E402
+from spacy_gliner.training import label_sampling as S  # noqa: E402
+from spacy_gliner.training import span_targets as T  # noqa: E402
 
 ref_lf = pytest.importorskip("gliner.modeling.loss_functions")
 ref_base = pytest.importorskip("gliner.modeling.base")
@@ -415,7 +416,7 @@ def test_span_targets_match_reference_labels_and_span_mask():
     ref_batch = ref_proc.UniEncoderSpanProcessor.create_batch_dict(host, pre, c2i, None)
 
     prompts = [sorted(c, key=c.get) for c in c2i]
-    ours = S.batch_span_targets(ents, prompts, [len(t) for t in tokens], K)
+    ours = T.batch_span_targets(ents, prompts, [len(t) for t in tokens], K)
     B, W, K_, C = ours.shape
     dense = ours.dense()
     assert ref_labels.shape == (B, W * K, C)
@@ -427,7 +428,7 @@ def test_span_targets_match_reference_labels_and_span_mask():
 def test_span_targets_report_wide_truncated_invalid_unprompted():
     spans = [(0, 1, "person"), (2, 9, "event"), (3, 3, "date"), (5, 4, "person"), (11, 11, "person"), (0, 1, "person")]
     with pytest.warns(UserWarning, match="wider than max_width=4"):
-        t = S.span_targets(spans, ["person", "event"], num_words=12, max_width=4, max_len=10)
+        t = T.span_targets(spans, ["person", "event"], num_words=12, max_width=4, max_len=10)
     assert t.positives == [(0, 1, 0)]  # de-duplicated
     assert t.too_wide == [(2, 9, "event")]
     assert t.unprompted == [(3, 3, "date")]
@@ -436,19 +437,19 @@ def test_span_targets_report_wide_truncated_invalid_unprompted():
     assert t.shape == (10, 4, 2)
     assert t.flat_indices() == [(0 * 4 + 1) * 2 + 0]
     with pytest.raises(ValueError):
-        S.span_targets(spans, ["event"], 12, 4, on_too_wide="raise")
+        T.span_targets(spans, ["event"], 12, 4, on_too_wide="raise")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        quiet = S.span_targets(spans, ["event"], 12, 4, on_too_wide="ignore")
+        quiet = T.span_targets(spans, ["event"], 12, 4, on_too_wide="ignore")
     assert len(quiet.too_wide) == 1
 
 
 def test_span_targets_exclusive_ends_and_batch_warning_counts():
-    incl = S.span_targets([(1, 2, "a"), (4, 4, "b")], ["a", "b"], 6, 3)
-    excl = S.span_targets([(1, 3, "a"), (4, 5, "b")], ["a", "b"], 6, 3, end_inclusive=False)
+    incl = T.span_targets([(1, 2, "a"), (4, 4, "b")], ["a", "b"], 6, 3)
+    excl = T.span_targets([(1, 3, "a"), (4, 5, "b")], ["a", "b"], 6, 3, end_inclusive=False)
     assert incl.positives == excl.positives == [(1, 1, 0), (4, 0, 1)]
     with pytest.warns(UserWarning, match="^3 gold span"):
-        bt = S.batch_span_targets(
+        bt = T.batch_span_targets(
             [[(0, 5, "a")], [(0, 7, "a"), (1, 6, "b")]], [["a"], ["a", "b"]], [8, 8], max_width=3
         )
     assert bt.counts["too_wide"] == 3
@@ -465,7 +466,7 @@ def test_span_targets_scatter_into_reference_loss_end_to_end():
         pool=["organization", "chemical"],
     )
     K = 3
-    bt = S.batch_span_targets(gold_spans, sample.labels, n_words, K)
+    bt = T.batch_span_targets(gold_spans, sample.labels, n_words, K)
     B, W, _, C = bt.shape
     target = torch.zeros(bt.shape)
     if bt.index[0]:
@@ -497,7 +498,7 @@ def test_token_target_indices_match_reference():
     ref = ref_proc.UniEncoderTokenProcessor.create_labels(host, batch)
     ours = torch.zeros_like(ref)
     for b, (sp, c) in enumerate(zip(ents, c2i)):
-        for w, cc, ch in S.token_target_indices(sp, sorted(c, key=c.get), len(batch["tokens"][b])):
+        for w, cc, ch in T.token_target_indices(sp, sorted(c, key=c.get), len(batch["tokens"][b])):
             ours[b, w, cc, ch] = 1
     assert torch.equal(ours, ref)
 

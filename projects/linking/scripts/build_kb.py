@@ -28,7 +28,7 @@ from tqdm import tqdm
 # Run from a checkout without installing the package: put the repo root on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
-from spacy_gliner.kb.corpora import (
+from spacy_gliner.kb.linking_benchmarks import (
     LinkedDocument,
     entities_from_documents,
     read_bio_entities,

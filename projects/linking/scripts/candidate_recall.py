@@ -20,7 +20,7 @@ from typing import Dict, List
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 from spacy_gliner.kb.candidates import ExactAliasCandidates, FuzzyCandidates, MergedCandidates  # noqa: E402
-from spacy_gliner.kb.corpora import load_benchmark  # noqa: E402
+from spacy_gliner.kb.linking_benchmarks import load_benchmark  # noqa: E402
 from spacy_gliner.kb.fuzzy import FuzzyIndex  # noqa: E402
 from spacy_gliner.kb.memory import InMemoryKB  # noqa: E402
 from spacy_gliner.kb.sqlite import SQLiteKB  # noqa: E402

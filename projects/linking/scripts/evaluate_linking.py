@@ -68,7 +68,7 @@ def minilm_dir() -> str:
 # -- steps ---------------------------------------------------------------------------------------
 def init_model(args) -> None:
     from spacy_gliner.modeling.checkpoint import save_checkpoint
-    from spacy_gliner.modeling.fresh import new_checkpoint
+    from spacy_gliner.modeling.new_model import new_checkpoint
 
     encoder = args.encoder or minilm_dir()
     checkpoint = new_checkpoint(encoder, label_encoder=encoder, seed=args.seed, dropout=args.dropout)
@@ -168,7 +168,7 @@ def evaluate(args) -> None:
     import spacy
 
     import spacy_gliner.components.linker  # noqa: F401
-    from spacy_gliner.kb.corpora import load_benchmark
+    from spacy_gliner.kb.linking_benchmarks import load_benchmark
     from spacy_gliner.kb.memory import InMemoryKB
 
     blank = spacy.blank("en")

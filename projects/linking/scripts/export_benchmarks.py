@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from build_kb import default_data_dir  # noqa: E402
-from spacy_gliner.kb.corpora import BENCHMARKS, load_benchmark  # noqa: E402
+from spacy_gliner.kb.linking_benchmarks import BENCHMARKS, load_benchmark  # noqa: E402
 
 DEFAULT = ["kore50", "msnbc", "reuters-128", "rss-500", "aida-conll-test", "tweeki", "aida-yago2-testb"]
 

@@ -44,7 +44,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     import spacy
     from spacy.tokens import DocBin
 
-    from spacy_gliner.kb.corpora import entities_from_documents, load_benchmark
+    from spacy_gliner.kb.linking_benchmarks import entities_from_documents, load_benchmark
     from spacy_gliner.kb.entities import Entity, write_entities_jsonl
     from spacy_gliner.kb.normalize import normalize_mention
     from spacy_gliner.training.convert_linking import linked_docs

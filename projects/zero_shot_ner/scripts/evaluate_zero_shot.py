@@ -23,7 +23,7 @@ from typing import Dict, Iterable, List, Sequence
 from spacy.tokens import Doc
 
 from spacy_gliner.evaluation import evaluate_ner, make_examples, mean_over_datasets
-from spacy_gliner.training.corpora import read_gliner_dataset
+from spacy_gliner.training.corpus_formats.gliner_json import read_gliner_dataset
 
 DOMAINS = ("AI", "literature", "music", "politics", "science")
 
