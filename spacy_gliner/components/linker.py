@@ -47,7 +47,7 @@ from spacy.util import registry
 from ..kb import candidates as _candidates  # noqa: F401  (registers the @misc generator builders)
 from ..kb.features import FEATURES, check_features
 from ..training.settings import check_training_settings
-from .annotations import doc_words, optional_int, warn_counts
+from .annotations import optional_int, warn_counts, word_index, word_span
 from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
 
 NIL = "NIL"
@@ -425,8 +425,7 @@ class GlinerLinker(GlinerPipe):
     def _gold_mentions(self, example: Example, problems: Counter) -> List[Tuple[List[str], Tuple[int, int], str, Optional[str]]]:
         """(words of the predicted doc, mention word span, mention text, gold id or None for NIL)
         for every reference mention with a kb_id; what cannot be used is counted by reason."""
-        words, token_ids = doc_words(example.predicted)
-        word_of = {t: w for w, t in enumerate(token_ids)}
+        words, word_of = word_index(example.predicted)
         kb = self.kb
         out = []
         for ent in self._mentions(example.reference):
@@ -440,11 +439,11 @@ class GlinerLinker(GlinerPipe):
                 problems["mentions whose gold id is not in the knowledge base"] += 1
                 continue
             span = example.predicted.char_span(ent.start_char, ent.end_char, alignment_mode="expand")
-            inside = [word_of[t] for t in range(span.start, span.end) if t in word_of] if span is not None else []
-            if not inside:
+            mention = word_span(word_of, range(span.start, span.end)) if span is not None else None
+            if mention is None:
                 problems["mentions not aligned to the predicted tokens"] += 1
                 continue
-            out.append((words, (inside[0], inside[-1] + 1), span.text, None if kb_id == NIL else kb_id))
+            out.append((words, mention, span.text, None if kb_id == NIL else kb_id))
         return out
 
     def _get_trainer(self):
@@ -616,14 +615,9 @@ class GlinerLinker(GlinerPipe):
             return [[] for _ in docs]  # nothing to link: the model is not even loaded
         words_per_doc, word_spans = [], []
         for doc, spans in zip(docs, mentions):
-            words, token_ids = doc_words(doc)
-            word_of = {t: w for w, t in enumerate(token_ids)}
+            words, word_of = word_index(doc)
             words_per_doc.append(words)
-            found = []
-            for span in spans:
-                inside = [word_of[t] for t in range(span.start, span.end) if t in word_of]
-                found.append((inside[0], inside[-1] + 1) if inside else None)
-            word_spans.append(found)
+            word_spans.append([word_span(word_of, range(span.start, span.end)) for span in spans])
         vectors = self.encoder.mention_vectors(words_per_doc, [[s for s in found if s is not None] for found in word_spans])
         generator, kb, store = self.generator, self.kb, self.store
         matrix = store.vectors
@@ -633,9 +627,9 @@ class GlinerLinker(GlinerPipe):
         for spans, found, doc_vectors in zip(mentions, word_spans, vectors):
             doc_result = []
             row = 0
-            for span, word_span in zip(spans, found):
+            for span, mention_words in zip(spans, found):
                 ranked: List[Tuple[str, float]] = []
-                if word_span is not None:
+                if mention_words is not None:
                     vector = doc_vectors[row]
                     row += 1
                     ids = list(dict.fromkeys(c.entity_id for c in generator(span.text, vector)))

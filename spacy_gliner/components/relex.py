@@ -23,7 +23,7 @@ from spacy.util import registry
 
 from .. import doc_relations as _relations  # registers doc._.relations / doc._.rel
 from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
-from .annotations import doc_words, normalize_labels, optional_int, write_entities
+from .annotations import doc_words, normalize_labels, optional_int, word_index, word_span, write_entities
 from .ner import score_gliner_ner  # noqa: F401  (registers spacy_gliner.ner_scorer.v1)
 from .trainable import (
     DEFAULT_TRAINING, NEW_MODEL_KEYS, TrainableGliner, check_model_source, check_new_model, check_training_settings, labels_by_corpus,
@@ -415,11 +415,8 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
         configured labels, or (none configured) the doc's own entity labels, prompt-style."""
         spans, texts = [], []
         for doc in docs:
-            word_of = {token: i for i, token in enumerate(doc_words(doc)[1])}
-            doc_spans = []
-            for ent in doc.ents:
-                inside = [word_of[t] for t in range(ent.start, ent.end) if t in word_of]
-                doc_spans.append((inside[0], inside[-1] + 1) if inside else None)
+            _, word_of = word_index(doc)
+            doc_spans = [word_span(word_of, range(ent.start, ent.end)) for ent in doc.ents]
             spans.append(doc_spans)
             texts.append(self.label_texts or _prompt_labels(ent.label_ for ent in doc.ents))
         usable = [[span for span in doc_spans if span is not None] for doc_spans in spans]

@@ -14,7 +14,7 @@ from spacy.training import Example
 
 from ..training.corpora import META_KEY
 from ..training.settings import check_training_settings, optimizer_settings  # noqa: F401  (re-exported for the pipes)
-from .annotations import doc_words, warn_counts  # noqa: F401
+from .annotations import warn_counts, word_index, word_span  # noqa: F401
 
 # Settings of training (GLiNER's recipe); every key is optional in a config.
 DEFAULT_TRAINING: Dict[str, Any] = {
@@ -176,23 +176,22 @@ class TrainableGliner:
         in word offsets; (None, {}) for an empty doc."""
         from ..training.batches import GoldText
 
-        words, token_ids = doc_words(example.predicted)
+        words, word_of = word_index(example.predicted)
         if not words:
             problems["empty documents"] += 1
             return None, {}
-        word_of = {token: i for i, token in enumerate(token_ids)}
         reference = example.reference
         key = self.cfg["spans_key"]
         gold = list(reference.spans[key]) if key in reference.spans else list(reference.ents)
         spans, index = [], {}
         for span in gold:
             aligned = example.get_aligned_spans_y2x([span], allow_overlap=True)
-            inside = [word_of[t] for a in aligned for t in range(a.start, a.end) if t in word_of]
-            if not inside:
+            words_span = word_span(word_of, (t for a in aligned for t in range(a.start, a.end)))
+            if words_span is None:
                 problems["gold spans not aligned to the predicted tokens"] += 1
                 continue
             index.setdefault((span.start, span.end), len(spans))
-            spans.append((inside[0], inside[-1] + 1, self._text_of(span.label_)))
+            spans.append((*words_span, self._text_of(span.label_)))
         meta = reference.user_data.get(META_KEY)
         corpus = meta.get("corpus") if isinstance(meta, dict) else None
         return GoldText(words, spans, corpus), index
