@@ -16,3 +16,22 @@ def test_inference_config_builds_a_working_pipeline(checkpoints):
     assert nlp.pipe_names == ["gliner_ner"]
     assert nlp.get_pipe("gliner_ner").labels == ("person", "organization", "location", "date")
     assert len(doc.spans["sc"]) == len(doc.spans["sc"].attrs["scores"]) > 0
+
+
+def test_linker_training_config_validates_as_spacy_debug_config_does(checkpoints, tmp_path):
+    """``spacy debug config`` on component_configs/gliner_linker_train.cfg (the linking project's
+    training config): the pipeline and its corpora resolve, the linker reads its KB."""
+    import json
+
+    from spacy.cli.debug_config import debug_config
+    from spacy.tokens import DocBin
+
+    DocBin().to_disk(tmp_path / "empty.spacy")
+    kb = tmp_path / "kb.jsonl"
+    kb.write_text(json.dumps({"id": "Q90", "name": "Paris", "aliases": ["City of Light"]}) + "\n", encoding="utf-8")
+    overrides = {"paths.train": str(tmp_path / "empty.spacy"), "paths.dev": str(tmp_path / "empty.spacy"),
+                 "paths.model": str(checkpoints("bi_sharp")), "paths.kb": str(kb)}
+    debug_config(CONFIGS / "gliner_linker_train.cfg", overrides=overrides)
+    config = load_config(CONFIGS / "gliner_linker_train.cfg", overrides=overrides)
+    nlp = load_model_from_config(config, auto_fill=True)
+    assert nlp.pipe_names == ["gliner_linker"] and len(nlp.get_pipe("gliner_linker").kb) == 1

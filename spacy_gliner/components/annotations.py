@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from spacy.tokens import Doc, Span, SpanGroup
 
@@ -15,6 +15,19 @@ def doc_words(doc: Doc) -> Tuple[List[str], List[int]]:
     """The words the model reads and, for each, its token index in the doc."""
     token_ids = [token.i for token in doc if not token.is_space]
     return [doc[i].text for i in token_ids], token_ids
+
+
+def word_index(doc: Doc) -> Tuple[List[str], Dict[int, int]]:
+    """The words the model reads and token index -> word index (whitespace tokens have none)."""
+    words, token_ids = doc_words(doc)
+    return words, {token: i for i, token in enumerate(token_ids)}
+
+
+def word_span(word_of: Mapping[int, int], tokens: Iterable[int]) -> Optional[Tuple[int, int]]:
+    """The word span (start, end) a run of tokens covers, from :func:`word_index`'s map; None when
+    every token is whitespace or outside the doc the map was made from."""
+    inside = [word_of[t] for t in tokens if t in word_of]
+    return (inside[0], inside[-1] + 1) if inside else None
 
 
 def to_doc_span(doc: Doc, token_ids: Sequence[int], start: int, end: int, label: str) -> Span:

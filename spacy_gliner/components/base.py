@@ -49,8 +49,9 @@ class GlinerPipe(TrainablePipe):
             yield from docs
 
     def to_bytes(self, *, exclude=tuple()) -> bytes:
+        """The ``to_disk`` directory as a tar archive; ``exclude`` leaves out the same fields."""
         with tempfile.TemporaryDirectory() as tmp:
-            self.to_disk(tmp)
+            self.to_disk(tmp, exclude=exclude)
             buffer = io.BytesIO()
             with tarfile.open(fileobj=buffer, mode="w") as tar:
                 tar.add(tmp, arcname=".")
@@ -60,9 +61,23 @@ class GlinerPipe(TrainablePipe):
         with tempfile.TemporaryDirectory() as tmp:
             with tarfile.open(fileobj=io.BytesIO(bytes_data), mode="r") as tar:
                 tar.extractall(tmp, filter="data")
-            self.from_disk(tmp)
+            self.from_disk(tmp, exclude=exclude)
             self._detach_from_directory()
         return self
 
     def _detach_from_directory(self) -> None:
         """Copy into memory anything ``from_disk`` memory-mapped: the directory is about to go."""
+
+
+def local_checkpoint_config(source: str):
+    """The checked config of a local checkpoint directory; None for a hub id (checked to be in
+    the local hub cache). What a component can check at ``add_pipe`` without loading weights."""
+    from pathlib import Path
+
+    from ..modeling.checkpoint import check_cached_hub_checkpoint, check_checkpoint_files
+
+    directory = Path(source).expanduser()
+    if not directory.is_dir():
+        check_cached_hub_checkpoint(source)
+        return None
+    return check_checkpoint_files(directory)

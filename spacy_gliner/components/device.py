@@ -10,3 +10,12 @@ def model_device():
     if type(ops).__name__ == "CupyOps" and torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def load_on_model_device(source):
+    """The checkpoint at ``source`` (directory or hub id), its model moved to :func:`model_device`."""
+    from ..modeling.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(source)
+    checkpoint.model.to(model_device())
+    return checkpoint

@@ -3,7 +3,8 @@
 It links the entities already on the doc (``doc.ents``, and ``doc.spans[spans_key]`` when set):
 
 * candidates come from a registered generator (default: exact alias + fuzzy trigram + dense
-  inner product, fused by ``MergedCandidates``) over the knowledge base in ``kb``;
+  inner product, fused by ``MergedCandidates``) over the knowledge base: the ``kb`` path, or
+  one given by ``initialize(kb_loader=...)`` / ``set_kb`` (``spacy_gliner.components.linker_kb``);
 * every candidate is scored ``sigmoid(entity . mention / temperature + w . features + bias)``:
   the entity vector is the label tower's vector of ``entity_text(entity)`` (computed once,
   stored float16 beside the KB), the mention vector the span head's vector of the mention (see
@@ -20,7 +21,7 @@ It links the entities already on the doc (``doc.ents``, and ``doc.spans[spans_ke
   ``("spacy_gliner.candidates", start, end)``, so it survives ``doc.to_bytes``.
 
 Training (``spacy train`` on gold ``kb_id``s of ``Example.reference`` ents; ``update``,
-``get_loss``): a contrastive loss over each gold mention's candidates (see
+``get_loss``; batches and loss in ``spacy_gliner.components.linker_training``): a contrastive loss over each gold mention's candidates (see
 ``contrastive_linking_loss``); the text tower, span head, label (entity) tower and the score
 mixing weights all learn, encoders and heads at separate rates (``training`` setting). Every
 update changes the entity encoder, so the entity embedding store is dropped and recomputed on
@@ -42,14 +43,18 @@ from spacy.language import Language
 from spacy.scorer import Scorer
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example
+from spacy import util
 from spacy.util import registry
 
 from ..kb import candidates as _candidates  # noqa: F401  (registers the @misc generator builders)
 from ..kb.base import NIL
 from ..kb.features import FEATURES, check_features
 from ..training.settings import check_training_settings
-from .annotations import doc_words, optional_int, warn_counts
+from .annotations import optional_int, warn_counts, word_index, word_span
 from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
+from .linker_kb import KB_SETTING, building_from_config, default_store_dir, missing_kb_error, open_linker_kb
+from .linker_training import GoldMention, LinkerLearner
+from .trainable import TrainingSteps
 
 NEGATIVE_LABELS = (NIL, "")
 # user_data key of a mention's ranked candidates: (CANDIDATES_KEY, start_char, end_char).
@@ -91,6 +96,7 @@ DEFAULT_LINKER_TRAINING: Dict[str, Any] = {
 }
 
 DEFAULT_LINKER_CONFIG: Dict[str, Any] = {
+    "kb": None,
     "candidates": DEFAULT_CANDIDATES,
     "features": list(FEATURES),
     "training": {},
@@ -123,7 +129,7 @@ def make_gliner_linker(
     nlp: Language,
     name: str,
     model: str,
-    kb: str,
+    kb: Optional[str],
     candidates: Callable,
     threshold: float,
     top_k: int,
@@ -169,27 +175,7 @@ def default_candidates() -> Callable:
     )
 
 
-def _building_from_config() -> bool:
-    """Whether ``Language.from_config`` is on the call stack, i.e. the component is being built
-    from a config that ``from_disk`` (spacy.load) or ``initialize`` (spacy train) completes."""
-    import sys
-
-    target = Language.from_config.__func__.__code__
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code is target:
-            return True
-        frame = frame.f_back
-    return False
-
-
-def default_store_dir(source: Union[str, Path]) -> Path:
-    """Where the entity embeddings live beside a KB: inside a KB directory, or ``<file>.gliner_embeddings``."""
-    path = Path(source).expanduser()
-    return path / "gliner_embeddings" if path.is_dir() else path.with_name(path.name + ".gliner_embeddings")
-
-
-class GlinerLinker(GlinerPipe):
+class GlinerLinker(TrainingSteps, GlinerPipe):
     """Links ``doc.ents`` (and optionally a span group) to a knowledge base, zero-shot."""
 
     def __init__(
@@ -198,7 +184,7 @@ class GlinerLinker(GlinerPipe):
         name: str = "gliner_linker",
         *,
         model: str,
-        kb: str,
+        kb: Optional[str] = None,
         candidates: Optional[Callable] = None,
         threshold: float = 0.5,
         top_k: int = 5,
@@ -211,8 +197,9 @@ class GlinerLinker(GlinerPipe):
     ):
         if not isinstance(model, (str, Path)) or not str(model).strip():
             raise ValueError(f"{name}: 'model' must be a bi-encoder GLiNER checkpoint directory or a hub id.")
-        if not isinstance(kb, (str, Path)) or not str(kb).strip():
-            raise ValueError(f"{name}: 'kb' must be the path of a KB directory, a JSONL file or an SQLite file.")
+        if kb is not None and (not isinstance(kb, (str, Path)) or not str(kb).strip()):
+            raise ValueError(f"{name}: 'kb' must be the path of a KB directory, a JSONL file or an SQLite file, or null "
+                             "for a KB given later by initialize(kb_loader=...) or set_kb.")
         if not isinstance(threshold, (int, float)) or not 0.0 <= threshold < 1.0:
             raise ValueError(f"{name}: 'threshold' must be a number in [0, 1), got {threshold!r}.")
         if spans_key is not None and (not isinstance(spans_key, str) or not spans_key):
@@ -222,7 +209,7 @@ class GlinerLinker(GlinerPipe):
         self.vocab = vocab
         self.name = name
         self.source = str(model)
-        self.kb_source = str(kb)
+        self.kb_source: Optional[str] = str(kb) if kb is not None else None
         self.cfg: Dict[str, Any] = {
             "threshold": float(threshold),
             "top_k": optional_int(top_k, f"{name} 'top_k'", 1),
@@ -253,21 +240,20 @@ class GlinerLinker(GlinerPipe):
         self._store_dir: Optional[Path] = None
         self._generator = None
         self._features = None
-        self._trainer = None
-        self._mix = None  # training: (weights, bias) torch parameters mirrored in cfg
-        self._training_candidates = None
-        self._rng = None
+        self._learner: Optional[LinkerLearner] = None
         self._validate_local_checkpoint()
         # The KB is read now so a broken, empty or missing one fails at add_pipe. One exception:
         # Language.from_config (spacy.load, spacy train) builds the component from its config
         # before from_disk restores the KB saved with the pipeline, so the config's path may be
         # gone by then without anything being wrong. That case is checked by from_disk (saved
         # pipelines), initialize (training) and the first document (anything else).
-        if Path(self.kb_source).expanduser().exists():
-            self._kb = self._open_kb(self.kb_source)
+        if self.kb_source is None:
+            pass  # given by initialize(kb_loader=...) or set_kb
+        elif Path(self.kb_source).expanduser().exists():
+            self._kb = open_linker_kb(self.name, self.kb_source)
             self._store_dir = default_store_dir(self.kb_source)
-        elif not _building_from_config():
-            raise self._missing_kb(self.kb_source, "its 'kb' setting")
+        elif not building_from_config():
+            raise missing_kb_error(self.name, self.kb_source)
 
     def _validate_local_checkpoint(self) -> None:
         directory = Path(self.source).expanduser()
@@ -284,33 +270,16 @@ class GlinerLinker(GlinerPipe):
         except ValueError as err:
             raise ValueError(f"{self.name}: {err}" if not str(err).startswith(self.name) else str(err)) from None
 
-    def _missing_kb(self, source, setting: str) -> FileNotFoundError:
-        path = Path(source).expanduser()
-        return FileNotFoundError(
-            f"{self.name}: the knowledge base {str(path)!r} ({setting}) does not exist; expected a KB directory "
-            "(with kb.json), a .jsonl file or an .sqlite file"
-        )
-
-    def _open_kb(self, source, setting: str = "its 'kb' setting"):
-        from ..kb.base import ensure_not_empty
-        from ..kb.opening import open_kb
-
-        if not Path(source).expanduser().exists():
-            raise self._missing_kb(source, setting)
-        try:
-            kb = open_kb(source)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"{self.name}: {err}") from None
-        except (ValueError, KeyError) as err:
-            raise ValueError(f"{self.name}: cannot load the knowledge base {str(source)!r}: {err}") from None
-        ensure_not_empty(kb, f"the '{self.name}' component ({source})")
-        return kb
-
     # -- lazily loaded parts -------------------------------------------------------------------
     @property
     def kb(self):
         if self._kb is None:
-            self._kb = self._open_kb(self.kb_source)
+            if self.kb_source is None:
+                raise ValueError(
+                    f"{self.name}: no knowledge base. Give its path as the 'kb' setting, or a kb_loader to "
+                    "initialize (e.g. [initialize.components.<name>.kb_loader] @misc = \"spacy_gliner.KBFromPath.v1\") or set_kb."
+                )
+            self._kb = open_linker_kb(self.name, self.kb_source)
             self._store_dir = default_store_dir(self.kb_source)
         return self._kb
 
@@ -322,12 +291,9 @@ class GlinerLinker(GlinerPipe):
 
     def _load(self, source: Union[str, Path]) -> None:
         from ..inference.linking import MentionEncoder
-        from ..modeling.checkpoint import load_checkpoint
-        from .device import model_device
+        from .device import load_on_model_device
 
-        checkpoint = load_checkpoint(source)
-        checkpoint.model.to(model_device())
-        self._encoder = MentionEncoder(checkpoint, batch_size=self.cfg["batch_size"])
+        self._encoder = MentionEncoder(load_on_model_device(source), batch_size=self.cfg["batch_size"])
 
     @property
     def store(self):
@@ -354,15 +320,50 @@ class GlinerLinker(GlinerPipe):
     def use_kb(self, kb: Union[str, Path], copy_kb: Optional[bool] = None) -> None:
         """Link against another knowledge base from now on (e.g. train on one KB, evaluate or
         deploy on another); its embeddings are computed beside it on next use."""
-        self._kb = self._open_kb(kb)
+        self._kb = open_linker_kb(self.name, kb)
         self.kb_source = str(kb)
         self._store_dir = default_store_dir(kb)
+        self._kb_changed()
+        if copy_kb is not None:
+            self.cfg["copy_kb"] = bool(copy_kb)
+
+    def set_kb(self, kb_loader: Callable) -> None:
+        """Link against the KB ``kb_loader(vocab)`` returns, as spaCy's ``EntityLinker.set_kb``.
+        A loader with a ``path`` (``spacy_gliner.KBFromPath.v1``) becomes the 'kb' setting; the
+        KB of any other loader has no path to keep, so it is saved with the pipeline (``copy_kb``)."""
+        from ..kb.base import ensure_not_empty
+
+        if not callable(kb_loader):
+            raise ValueError(f"{self.name}: kb_loader must be a callable taking the Vocab and returning a knowledge base, "
+                             f"e.g. spacy_gliner.KBFromPath.v1; got {type(kb_loader).__name__}.")
+        kb = kb_loader(self.vocab)
+        ensure_not_empty(kb, f"the '{self.name}' component (kb_loader)")
+        path = getattr(kb_loader, "path", None)
+        self._kb = kb
+        self.kb_source = str(path) if path is not None else None
+        self._store_dir = default_store_dir(path) if path is not None else None
+        if path is None:
+            self.cfg["copy_kb"] = True
+        self._kb_changed()
+
+    def _kb_changed(self) -> None:
         self._store = None
         self._generator = None
         self._features = None
-        self._training_candidates = None
-        if copy_kb is not None:
-            self.cfg["copy_kb"] = bool(copy_kb)
+
+    def set_candidates(self, candidates: Optional[Callable]) -> None:
+        """Generate candidates with another registered builder (None: the default merged one)
+        from the next document on, e.g. to compare generators on one trained pipeline."""
+        if candidates is not None and not callable(candidates):
+            raise ValueError(f"{self.name}: 'candidates' must be a registered generator builder.")
+        self.candidates_builder = candidates
+        self._generator = None
+
+    def set_features(self, features: Iterable[str]) -> None:
+        """Mix these string features into the score from the next document on (``[]``: the
+        bi-encoder score alone); a feature without a learned weight weighs 0."""
+        self.cfg["features"] = check_features(features, f"{self.name} 'features'")
+        self._features = None
 
     @property
     def generator(self):
@@ -382,21 +383,23 @@ class GlinerLinker(GlinerPipe):
             self._features = PairFeatures(self.kb, self.cfg["features"])
         return self._features
 
-    def _mixing(self) -> Tuple[List[float], float, float]:
+    def _score_mixing(self) -> Tuple[List[float], float, float]:
         """(feature weights in ``features`` order, bias, temperature) as learned (zeros / 1 untrained)."""
         weights = self.cfg.get("feature_weights") or {}
         return ([float(weights.get(n, 0.0)) for n in self.cfg["features"]], float(self.cfg.get("bias", 0.0)),
                 float(self.cfg.get("temperature", 1.0)))
 
     # -- training ---------------------------------------------------------------------------------
-    @property
-    def is_trainable(self) -> bool:
-        return True
 
-    def initialize(self, get_examples: Optional[Callable] = None, *, nlp: Optional[Language] = None) -> None:
+    def initialize(self, get_examples: Optional[Callable] = None, *, nlp: Optional[Language] = None,
+                   kb_loader: Optional[Callable] = None) -> None:
         """Load the model and check the gold data: every gold id must be in the KB (error naming
         them). Without gold data the KB is embedded now (progress bar); with it (training) the
-        embeddings wait for the first prediction, since every update changes the entity encoder."""
+        embeddings wait for the first prediction, since every update changes the entity encoder.
+        ``kb_loader`` (``[initialize.components.<name>.kb_loader]``) replaces the KB first, as
+        :meth:`set_kb` does."""
+        if kb_loader is not None:
+            self.set_kb(kb_loader)
         _ = self.kb  # a KB path missing since the config was read fails here, before any data is read
         if get_examples is not None:
             examples = list(get_examples())
@@ -422,11 +425,10 @@ class GlinerLinker(GlinerPipe):
         self.prepare_embeddings(progress=True)
         _ = self.generator
 
-    def _gold_mentions(self, example: Example, problems: Counter) -> List[Tuple[List[str], Tuple[int, int], str, Optional[str]]]:
+    def _gold_mentions(self, example: Example, problems: Counter) -> List[GoldMention]:
         """(words of the predicted doc, mention word span, mention text, gold id or None for NIL)
         for every reference mention with a kb_id; what cannot be used is counted by reason."""
-        words, token_ids = doc_words(example.predicted)
-        word_of = {t: w for w, t in enumerate(token_ids)}
+        words, word_of = word_index(example.predicted)
         kb = self.kb
         out = []
         for ent in self._mentions(example.reference):
@@ -440,135 +442,40 @@ class GlinerLinker(GlinerPipe):
                 problems["mentions whose gold id is not in the knowledge base"] += 1
                 continue
             span = example.predicted.char_span(ent.start_char, ent.end_char, alignment_mode="expand")
-            inside = [word_of[t] for t in range(span.start, span.end) if t in word_of] if span is not None else []
-            if not inside:
+            mention = word_span(word_of, range(span.start, span.end)) if span is not None else None
+            if mention is None:
                 problems["mentions not aligned to the predicted tokens"] += 1
                 continue
-            out.append((words, (inside[0], inside[-1] + 1), span.text, None if kb_id == NIL else kb_id))
+            out.append((words, mention, span.text, None if kb_id == NIL else kb_id))
         return out
 
-    def _get_trainer(self):
-        if self._trainer is None:
-            import random
+    def _get_learner(self) -> LinkerLearner:
+        if self._learner is None:
+            weights, bias, _ = self._score_mixing()
+            self.cfg["temperature"] = float(self.training["temperature"])
+            self._learner = LinkerLearner(self.encoder, self.training, weights, bias)
+        return self._learner
 
-            import torch
-
-            from ..training.settings import optimizer_settings
-            from ..training.trainer import Trainer
-
-            t = self.training
-            weights, bias, _ = self._mixing()
-            self.cfg["temperature"] = float(t["temperature"])
-            self._mix = (torch.nn.Parameter(torch.tensor(weights, dtype=torch.float32, device=self.encoder.model.device)),
-                         torch.nn.Parameter(torch.tensor(bias, dtype=torch.float32, device=self.encoder.model.device)))
-            self._trainer = Trainer(self.encoder.model, optimizer_settings(t), extra_parameters=self._mix,
-                                    extra_lr=t["feature_lr"])
-            self._rng = random.Random(t["seed"])
-        return self._trainer
-
-    def _candidates_for_training(self):
-        """Training negatives: exact-alias and fuzzy (trigram) candidates, the hard negatives that
-        share the mention's surface form. Dense candidates are left out: they would need the
-        whole KB re-embedded after every update."""
-        if self._training_candidates is None:
-            from ..kb.candidates import ExactAliasCandidates, FuzzyCandidates, MergedCandidates
-
-            k = max(1, self.training["negatives"] + 1)
-            self._training_candidates = MergedCandidates(
-                [ExactAliasCandidates(self.kb, k=k), FuzzyCandidates(self.kb, k=2 * k, min_score=0.3)], k=2 * k)
-        return self._training_candidates
-
-    def _link_batch(self, examples: Iterable[Example], sample: bool = True):
-        """The tensors-to-be of one training batch, or None when it has nothing to learn from.
-        With ``sample``, a batch with more than ``max_mentions`` mentions is sampled down."""
-        import numpy as np
-
-        from ..kb.entities import entity_text
-
-        self._get_trainer()
+    def _training_batch(self, examples: Iterable[Example], for_update: bool = True):
+        """A batch of the examples' gold mentions; an update samples down to ``max_mentions``,
+        a loss (e.g. on a dev set) keeps every mention."""
+        learner = self._get_learner()
         problems: Counter = Counter()
         items = [item for eg in examples for item in self._gold_mentions(eg, problems)]
-        if sample and len(items) > self.training["max_mentions"]:
-            items = self._rng.sample(items, self.training["max_mentions"])
-        generate, negatives = self._candidates_for_training(), self.training["negatives"]
-        columns: Dict[str, int] = {}
-        own: List[List[int]] = []
-        kept = []
-        for words, span, text, gold in items:
-            ids = [gold] if gold is not None else []
-            ids += [c.entity_id for c in generate(text) if c.entity_id != gold][:negatives]
-            if len(ids) < (2 if gold is not None else 1) and not self.training["in_batch_negatives"]:
-                continue  # nothing to contrast with
-            kept.append((words, span, text, gold))
-            own.append([columns.setdefault(eid, len(columns)) for eid in ids])
-        if not kept or not any(gold is not None for *_, gold in kept) and not any(own):
-            return None
-        ids = list(columns)
-        entities = self.kb.get_many(ids)
-        mask = np.zeros((len(kept), len(ids)), dtype=bool)
-        for row, cols in enumerate(own):
-            mask[row, cols] = True
-        gold = np.array([columns[g] if g is not None else -1 for *_, g in kept], dtype=np.int64)
-        features = np.stack([self.features.rows(text, entities) for _, _, text, _ in kept])
-        docs: Dict[int, Tuple[List[str], List[Tuple[int, int]]]] = {}
-        where = []
-        for words, span, _, _ in kept:
-            key = id(words)
-            docs.setdefault(key, (words, []))[1].append(span)
-            where.append((key, len(docs[key][1]) - 1))
-        return {"docs": docs, "where": where, "texts": [entity_text(e) for e in entities], "mask": mask,
-                "gold": gold, "features": features}
+        return learner.batch(items, self.kb, self.features, sample=for_update)
+
+    def _train_step(self, batch) -> float:
+        return self._learner.step(batch, self.cfg["temperature"])
 
     def _batch_loss(self, batch):
-        import torch
+        return self._get_learner().loss(batch, self.cfg["temperature"])
 
-        from ..inference.linking import link_logits
-        from ..training.losses import contrastive_linking_loss
-
-        encoder, device = self.encoder, self.encoder.model.device
-        keys = list(batch["docs"])
-        per_doc = encoder.mention_tensors([batch["docs"][k][0] for k in keys], [batch["docs"][k][1] for k in keys])
-        by_key = dict(zip(keys, per_doc))
-        mentions = torch.stack([by_key[key][i] for key, i in batch["where"]])
-        entities = encoder.entity_tensors(batch["texts"])
-        weights, bias = self._mix
-        logits = link_logits(mentions @ entities.T, torch.from_numpy(batch["features"]).to(device), weights, bias,
-                             self.cfg["temperature"])
-        t = self.training
-        return contrastive_linking_loss(logits, torch.from_numpy(batch["gold"]).to(device),
-                                        torch.from_numpy(batch["mask"]).to(device), t["in_batch_negatives"],
-                                        t["binary_weight"])
-
-    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None,
-               losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
-        """One contrastive training step on the gold links of a batch (the component's own AdamW:
-        spaCy's ``sgd`` is not used, encoders and heads learn at separate rates)."""
-        losses = {} if losses is None else losses
-        losses.setdefault(self.name, 0.0)
-        batch = self._link_batch(examples)
-        if batch is None:
-            return losses
-        losses[self.name] += self._trainer.apply(lambda: self._batch_loss(batch))
-        self._weights_changed()
-        return losses
-
-    def get_loss(self, examples: Iterable[Example]) -> float:
-        """The training loss on these examples (every mention, none sampled away), without
-        updating (e.g. for a dev set)."""
-        import torch
-
-        batch = self._link_batch(examples, sample=False)
-        if batch is None:
-            return 0.0
-        with torch.no_grad():
-            return float(self._batch_loss(batch).item())
-
-    def _weights_changed(self) -> None:
-        """After an update: the entity encoder changed, so the embedding store (and the dense
-        generator reading it) is dropped and recomputed on next use; mixing weights to cfg."""
-        weights, bias = self._mix
-        self.cfg["feature_weights"] = dict(zip(self.cfg["features"], (float(w) for w in weights.detach().cpu())))
-        self.cfg["bias"] = float(bias.detach().cpu())
+    def _after_update(self) -> None:
+        """The entity encoder changed, so the embedding store (and the dense generator reading
+        it) is dropped and recomputed on next use; the learned mixing goes to cfg."""
+        weights, bias = self._learner.learned_mixing()
+        self.cfg["feature_weights"] = dict(zip(self.cfg["features"], weights))
+        self.cfg["bias"] = bias
         self.encoder.weights_changed()
         self._store = None
         self._generator = None
@@ -605,7 +512,8 @@ class GlinerLinker(GlinerPipe):
         return [spans[k] for k in sorted(spans)]
 
     def predict(self, docs: Iterable[Doc]) -> List[List[Tuple[int, int, List[Tuple[str, float]]]]]:
-        """Per doc: (start, end, ranked candidates) for every mention."""
+        """Per doc: (start, end, every candidate with its score, best first) for every mention;
+        :meth:`set_annotations` decides (threshold, ``top_k``), as spaCy's spancat does."""
         from ..inference.linking import sigmoid_scores
         import numpy as np
 
@@ -616,26 +524,21 @@ class GlinerLinker(GlinerPipe):
             return [[] for _ in docs]  # nothing to link: the model is not even loaded
         words_per_doc, word_spans = [], []
         for doc, spans in zip(docs, mentions):
-            words, token_ids = doc_words(doc)
-            word_of = {t: w for w, t in enumerate(token_ids)}
+            words, word_of = word_index(doc)
             words_per_doc.append(words)
-            found = []
-            for span in spans:
-                inside = [word_of[t] for t in range(span.start, span.end) if t in word_of]
-                found.append((inside[0], inside[-1] + 1) if inside else None)
-            word_spans.append(found)
+            word_spans.append([word_span(word_of, range(span.start, span.end)) for span in spans])
         vectors = self.encoder.mention_vectors(words_per_doc, [[s for s in found if s is not None] for found in word_spans])
         generator, kb, store = self.generator, self.kb, self.store
         matrix = store.vectors
         features = self.features
-        weights, bias, temperature = self._mixing()
+        weights, bias, temperature = self._score_mixing()
         results = []
         for spans, found, doc_vectors in zip(mentions, word_spans, vectors):
             doc_result = []
             row = 0
-            for span, word_span in zip(spans, found):
+            for span, mention_words in zip(spans, found):
                 ranked: List[Tuple[str, float]] = []
-                if word_span is not None:
+                if mention_words is not None:
                     vector = doc_vectors[row]
                     row += 1
                     ids = list(dict.fromkeys(c.entity_id for c in generator(span.text, vector)))
@@ -645,19 +548,21 @@ class GlinerLinker(GlinerPipe):
                         scores = sigmoid_scores(vector, np.asarray(matrix[rows], dtype=np.float32), mixed, weights,
                                                 bias, temperature)
                         ranked = sorted(zip(ids, scores.tolist()), key=lambda pair: -pair[1])
-                doc_result.append((span.start, span.end, ranked[: self.cfg["top_k"]]))
+                doc_result.append((span.start, span.end, ranked))
             results.append(doc_result)
         return results
 
     def set_annotations(self, docs: Iterable[Doc], predictions) -> None:
-        threshold = self.cfg["threshold"]
+        """The best candidate becomes ``kb_id_`` when it reaches ``threshold`` (else NIL); the
+        ``top_k`` best are kept on ``span._.gliner_candidates``."""
+        threshold, top_k = self.cfg["threshold"], self.cfg["top_k"]
         for doc, links in zip(docs, predictions):
             if not links:
                 continue
             chosen: Dict[Tuple[int, int], str] = {}
             for start, end, ranked in links:
                 span = doc[start:end]
-                doc.user_data[(CANDIDATES_KEY, span.start_char, span.end_char)] = [[eid, float(score)] for eid, score in ranked]
+                doc.user_data[(CANDIDATES_KEY, span.start_char, span.end_char)] = [[eid, float(score)] for eid, score in ranked[:top_k]]
                 chosen[(start, end)] = ranked[0][0] if ranked and ranked[0][1] >= threshold else NIL
             doc.set_ents([self._relinked(doc, ent, chosen) for ent in doc.ents])
             key = self.cfg["spans_key"]
@@ -677,53 +582,80 @@ class GlinerLinker(GlinerPipe):
 
     # -- serialization ------------------------------------------------------------------------------
     def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:
-        """Checkpoint, KB (or its absolute path when ``copy_kb`` is false) and embedding store."""
+        """Fields as spaCy's ``EntityLinker`` saves them (``exclude`` leaves any out): ``cfg``
+        (settings, and the KB's absolute path when ``copy_kb`` is false), ``kb`` (a copy of the
+        KB when ``copy_kb``), ``checkpoint`` and ``embeddings`` (the entity embedding store)."""
         from ..modeling.checkpoint import save_checkpoint
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        if not self.cfg["copy_kb"] and self.kb_source is None:
+            raise ValueError(f"{self.name}: 'copy_kb' is false but the KB (from a kb_loader) has no path to save; "
+                             "set 'copy_kb' to true.")
+        kb_path = None if self.cfg["copy_kb"] else str(Path(self.kb_source).expanduser().resolve())
+        settings = {"cfg": self.cfg, "source": self.source, "kb_source": self.kb_source, "kb_path": kb_path}
+        serialize = {
+            SETTINGS_FILE: lambda p: srsly.write_json(p, settings),
+            KB_DIR: self._write_kb,
+            CHECKPOINT_DIR: lambda p: save_checkpoint(self.encoder.checkpoint, p),
+            EMBEDDINGS_DIR: self._write_embeddings,
+        }
+        util.to_disk(path, serialize, exclude)
+
+    def _write_kb(self, path: Path) -> None:
+        if self.cfg["copy_kb"]:
+            self.kb.to_disk(path)
+
+    def _write_embeddings(self, path: Path) -> None:
         if self._store is None or self._store.encoder_id != self.encoder.encoder_id:
             self.prepare_embeddings(progress=False)  # after training: the KB re-embedded by the new weights
-        store = self._store
-        kb_path = None
-        if self.cfg["copy_kb"]:
-            self.kb.to_disk(path / KB_DIR)
-        else:
-            kb_path = str(Path(self.kb_source).expanduser().resolve())
-        srsly.write_json(path / SETTINGS_FILE, {"cfg": self.cfg, "source": self.source, "kb_source": self.kb_source, "kb_path": kb_path})
-        save_checkpoint(self.encoder.checkpoint, path / CHECKPOINT_DIR)
-        target = path / EMBEDDINGS_DIR
-        if Path(store.path).resolve() != target.resolve():
-            target.mkdir(parents=True, exist_ok=True)
+        source = Path(self._store.path)
+        if source.resolve() != path.resolve():
+            path.mkdir(parents=True, exist_ok=True)
             for name in STORE_FILES:
-                shutil.copyfile(Path(store.path) / name, target / name)
+                shutil.copyfile(source / name, path / name)
 
     def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "GlinerLinker":
+        """Reads the fields ``to_disk`` wrote, but those in ``exclude``: an excluded ``kb`` keeps
+        the component's own KB (e.g. one given by ``set_kb``), excluded ``embeddings`` are
+        recomputed on first use."""
         path = Path(path)
-        saved = srsly.read_json(path / SETTINGS_FILE)
-        self.cfg.update(saved["cfg"])
-        self.source = saved.get("source", self.source)
-        self.kb_source = saved.get("kb_source", self.kb_source)
-        kb_location = path / KB_DIR if (path / KB_DIR).exists() else saved.get("kb_path")
-        if kb_location is None:
-            raise FileNotFoundError(f"{self.name}: {path} holds neither a knowledge base nor its path")
-        # An external KB (copy_kb = false) is the one place a saved pipeline depends on a file
-        # outside its directory: name the setting so the fix (restore the file, or save with
-        # copy_kb = true) is obvious.
-        setting = "its 'kb' setting" if kb_location == path / KB_DIR else f"saved in {path / SETTINGS_FILE} because 'copy_kb' is false"
-        self._kb = self._open_kb(kb_location, setting)
-        self._store_dir = path / EMBEDDINGS_DIR
-        self._load(path / CHECKPOINT_DIR)
-        from ..kb.embeddings import EmbeddingStore, StaleEmbeddingsError
+        saved: Dict[str, Any] = {}
 
-        try:
-            self._store = EmbeddingStore.load(self._store_dir, self._kb, self._encoder.encoder_id)
-        except (FileNotFoundError, StaleEmbeddingsError):
-            self._store = None  # recomputed on first use
+        def read_settings(settings_path: Path) -> None:
+            saved.update(srsly.read_json(settings_path))
+            self.cfg.update(saved["cfg"])
+            self.source = saved.get("source", self.source)
+            self.kb_source = saved.get("kb_source", self.kb_source)
+
+        def read_kb(kb_dir: Path) -> None:
+            location = kb_dir if kb_dir.exists() else saved.get("kb_path")
+            if location is None:
+                raise FileNotFoundError(f"{self.name}: {path} holds neither a knowledge base nor its path")
+            # An external KB (copy_kb = false) is the one place a saved pipeline depends on a file
+            # outside its directory: name the setting so the fix (restore the file, or save with
+            # copy_kb = true) is obvious.
+            setting = KB_SETTING if location == kb_dir else f"saved in {path / SETTINGS_FILE} because 'copy_kb' is false"
+            self._kb = open_linker_kb(self.name, location, setting)
+
+        def read_embeddings(store_dir: Path) -> None:
+            from ..kb.embeddings import EmbeddingStore, StaleEmbeddingsError
+
+            self._store_dir = store_dir
+            self._store = None  # recomputed on first use when missing or stale
+            if self._kb is not None:
+                try:
+                    self._store = EmbeddingStore.load(store_dir, self._kb, self.encoder.encoder_id)
+                except (FileNotFoundError, StaleEmbeddingsError):
+                    pass
+
+        if EMBEDDINGS_DIR in exclude:
+            self._store, self._store_dir = None, None
+        deserialize = {SETTINGS_FILE: read_settings, KB_DIR: read_kb, CHECKPOINT_DIR: self._load, EMBEDDINGS_DIR: read_embeddings}
+        util.from_disk(path, deserialize, exclude)
         self._generator = None
         self._features = None
-        self._trainer = None
-        self._training_candidates = None
+        self._learner = None
         return self
 
     def _detach_from_directory(self) -> None:

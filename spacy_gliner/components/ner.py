@@ -8,16 +8,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
-import srsly
 from spacy.language import Language
 from spacy.scorer import Scorer
 from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
-from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
+from .base import CHECKPOINT_DIR, GlinerPipe, local_checkpoint_config
 from .annotations import doc_words, normalize_labels, optional_int, write_entities
-from .trainable import DEFAULT_TRAINING, TrainableGliner, check_model_source, check_new_model, check_training_settings, labels_by_corpus, warn_counts
+from .trainable import (
+    DEFAULT_TRAINING, TrainableGliner, check_model_source, check_new_model, check_training_settings,
+    label_data_of, labels_by_corpus, warn_counts,
+)
 
 LABEL_CACHE_DIR = "label_cache"
 
@@ -200,15 +202,11 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         Only for a local directory that exists: a pipeline being loaded with ``spacy.load`` is
         built from its config first, when the original checkpoint path may be long gone.
         """
-        directory = Path(self.source).expanduser()
-        if not directory.is_dir():
-            from ..modeling.checkpoint import check_cached_hub_checkpoint
-
-            check_cached_hub_checkpoint(self.source)
+        config = local_checkpoint_config(self.source)
+        if config is None:
             return
-        from ..modeling.checkpoint import check_checkpoint_files, check_checkpoint_label_lengths
+        from ..modeling.checkpoint import check_checkpoint_label_lengths
 
-        config = check_checkpoint_files(directory)
         if self.cfg.get("label_top_k") is not None and config.bi_encoder and config.post_fusion_schema:
             raise ValueError(
                 f"{self.name}: 'label_top_k' (label retrieval) cannot be used with {self.source!r}: its post-fusion "
@@ -216,7 +214,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
                 "cannot be ranked or scored apart from the full label set. Leave 'label_top_k' unset."
             )
         if self.label_texts:
-            check_checkpoint_label_lengths(directory, self.label_texts)
+            check_checkpoint_label_lengths(Path(self.source).expanduser(), self.label_texts)
 
     def _normalize_labels(self, labels, where: str):
         """Label names and the texts the model reads; lower-cased texts when ``lowercase_labels``
@@ -236,34 +234,18 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         """What the model reads for each label."""
         return dict(zip(self._label_names, self.label_texts))
 
-    # -- model ------------------------------------------------------------------------------
     @property
-    def extractor(self):
-        if self._extractor is None:
-            self._load(self.source)
-        return self._extractor
+    def label_data(self):
+        """The labels as ``initialize(labels=...)`` takes them (``spacy init labels`` writes them)."""
+        return label_data_of(self._label_names, self.label_texts)
 
+    # -- model ------------------------------------------------------------------------------
     def _load(self, source: Union[str, Path], label_cache: Optional[Path] = None) -> None:
         from ..inference.entities import EntityExtractor
-        from ..modeling.checkpoint import load_checkpoint
-        from .device import model_device
 
-        if source is None:
-            from ..modeling.new_model import new_checkpoint
-
-            for key in ("encoder", "label_encoder"):
-                where = self.new_model.get(key)
-                if where and str(where).startswith((".", "/", "~")) and not Path(where).expanduser().is_dir():
-                    raise ValueError(f"{self.name} 'new_model.{key}': encoder directory {where!r} does not exist.")
-            checkpoint = new_checkpoint(**self.new_model)
-        else:
-            checkpoint = load_checkpoint(source)
-        checkpoint.model.to(model_device())
         extractor = EntityExtractor(
-            checkpoint,
-            batch_size=self.cfg["batch_size"],
-            max_window_words=self.cfg["max_window_words"],
-            window_overlap=self.cfg["window_overlap"],
+            self._checkpoint_on_device(source, self.new_model),
+            **self._window_settings(),
             label_cache_dtype=self.cfg["label_cache_dtype"],
             label_top_k=self.cfg.get("label_top_k"),
         )
@@ -385,38 +367,21 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         for doc, spans in zip(docs, decoded):
             write_entities(doc, spans, self._label_names, self.cfg["spans_key"], self.cfg["overwrite_ents"], self.name)
 
-    # -- serialization ------------------------------------------------------------------------
-    def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:
-        from ..modeling.checkpoint import save_checkpoint
+    # -- serialization (fields: TrainableGliner.to_disk) -----------------------------------------
+    def _more_writers(self) -> Dict[str, Any]:
+        """``label_cache``: the bi-encoder label vectors (none for other models)."""
+        return {LABEL_CACHE_DIR: self._write_label_cache}
 
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        srsly.write_json(
-            path / SETTINGS_FILE,
-            {
-                "labels": self._label_names,
-                "label_texts": self.label_texts,
-                "cfg": self.cfg,
-                "source": self.source,
-                "corpus_labels": self.corpus_labels,
-            },
-        )
+    def _write_label_cache(self, path: Path) -> None:
         extractor = self.extractor
-        save_checkpoint(extractor.checkpoint, path / CHECKPOINT_DIR)
         if extractor.label_cache is not None:
             extractor.prepare_label_vectors(self.label_texts, progress=False)
-            extractor.label_cache.to_disk(path / LABEL_CACHE_DIR)
+            extractor.label_cache.to_disk(path)
 
-    def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "GlinerNER":
-        path = Path(path)
-        saved = srsly.read_json(path / SETTINGS_FILE)
-        self._label_names, self.label_texts = list(saved["labels"]), list(saved["label_texts"])
-        self.cfg.update(saved["cfg"])
-        self.source = saved.get("source", self.source)
-        self.corpus_labels = saved.get("corpus_labels", {})
-        cache = path / LABEL_CACHE_DIR
-        self._load(path / CHECKPOINT_DIR, cache if cache.exists() else None)
-        return self
+    def _load_saved(self, found: Dict[str, Path]) -> None:
+        """The label cache belongs to the saved checkpoint's label encoder: read with it, or not at all."""
+        cache = found.get(LABEL_CACHE_DIR)
+        self._load(found[CHECKPOINT_DIR], cache if cache is not None and cache.exists() else None)
 
     def _detach_from_directory(self) -> None:
         if self._extractor.label_cache is not None:

@@ -14,7 +14,6 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import warnings
 
-import srsly
 from spacy.language import Language
 from spacy.tokens import Doc
 
@@ -22,12 +21,12 @@ from spacy.training import Example
 from spacy.util import registry
 
 from .. import doc_relations as _relations  # registers doc._.relations / doc._.rel
-from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
-from .annotations import doc_words, normalize_labels, optional_int, write_entities
+from .base import GlinerPipe, local_checkpoint_config
+from .annotations import doc_words, normalize_labels, optional_int, word_index, word_span, write_entities
 from .ner import score_gliner_ner  # noqa: F401  (registers spacy_gliner.ner_scorer.v1)
 from .trainable import (
-    DEFAULT_TRAINING, NEW_MODEL_KEYS, TrainableGliner, check_model_source, check_new_model, check_training_settings, labels_by_corpus,
-    warn_counts,
+    DEFAULT_TRAINING, NEW_MODEL_KEYS, TrainableGliner, check_model_source, check_new_model,
+    check_training_settings, label_data_of, labels_by_corpus, warn_counts,
 )
 
 
@@ -235,15 +234,12 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
 
     def _validate_local_checkpoint(self) -> None:
         """Fail at ``add_pipe`` for a local checkpoint that is not relex or whose labels do not fit."""
-        directory = Path(self.source).expanduser()
-        if not directory.is_dir():
-            from ..modeling.checkpoint import check_cached_hub_checkpoint
-
-            check_cached_hub_checkpoint(self.source)
+        config = local_checkpoint_config(self.source)
+        if config is None:
             return
-        from ..modeling.checkpoint import check_checkpoint_files, check_checkpoint_label_lengths
+        from ..modeling.checkpoint import check_checkpoint_label_lengths
 
-        config = check_checkpoint_files(directory)
+        directory = Path(self.source).expanduser()
         if not config.relex:
             raise ValueError(
                 f"gliner_relex: {directory} is not a relex checkpoint (no 'relations_layer' in gliner_config.json); "
@@ -276,34 +272,19 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
     def relation_descriptions(self) -> Dict[str, str]:
         return dict(zip(self._relation_names, self.relation_texts))
 
-    # -- model ------------------------------------------------------------------------------
     @property
-    def extractor(self):
-        if self._extractor is None:
-            self._load(self.source)
-        return self._extractor
+    def label_data(self) -> Dict[str, Any]:
+        """Entity and relation labels in the form ``initialize(labels=...)`` takes back (as the
+        trainable lemmatizer's label data holds two parts), for ``spacy init labels``."""
+        return {"labels": label_data_of(self._label_names, self.label_texts),
+                "relations": label_data_of(self._relation_names, self.relation_texts)}
 
+    # -- model ------------------------------------------------------------------------------
     def _load(self, source: Union[str, Path]) -> None:
-        from ..modeling.checkpoint import load_checkpoint
         from ..inference.relations import RelationExtractor
-        from .device import model_device
 
-        if source is None:
-            from ..modeling.new_model import new_checkpoint
-
-            where = self.new_model["encoder"]
-            if str(where).startswith((".", "/", "~")) and not Path(where).expanduser().is_dir():
-                raise ValueError(f"{self.name} 'new_model.encoder': encoder directory {where!r} does not exist.")
-            checkpoint = new_checkpoint(**{"relations_layer": DEFAULT_RELATIONS_LAYER, **self.new_model})
-        else:
-            checkpoint = load_checkpoint(source)
-        checkpoint.model.to(model_device())
-        extractor = RelationExtractor(
-            checkpoint,
-            batch_size=self.cfg["batch_size"],
-            max_window_words=self.cfg["max_window_words"],
-            window_overlap=self.cfg["window_overlap"],
-        )
+        new_model = {"relations_layer": DEFAULT_RELATIONS_LAYER, **self.new_model} if source is None else None
+        extractor = RelationExtractor(self._checkpoint_on_device(source, new_model), **self._window_settings())
         extractor.check_relex_labels(self.label_texts, self.relation_texts)
         self._extractor = extractor
 
@@ -312,7 +293,12 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
         """Load (or build) the model. Entity and relation labels come from
         ``[initialize.components.<name>]`` or the config, else from the gold data (entities of
         ``Example.reference``, relations of its ``doc._.gliner_relations`` store); the data also
-        gives each corpus's label sets, from which training samples negative labels."""
+        gives each corpus's label sets, from which training samples negative labels.
+
+        ``labels`` may also be the component's ``label_data`` (``{"labels": ..., "relations": ...}``,
+        what ``spacy init labels`` writes), which sets both."""
+        if _is_label_data(labels):
+            labels, relations = labels["labels"], labels["relations"] if relations is None else relations
         # A call that raises leaves the component as it was: labels are set first because reading
         # the gold data uses their descriptions, and put back if anything fails.
         before = (list(self._label_names), list(self.label_texts), list(self._relation_names), list(self.relation_texts),
@@ -415,11 +401,8 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
         configured labels, or (none configured) the doc's own entity labels, prompt-style."""
         spans, texts = [], []
         for doc in docs:
-            word_of = {token: i for i, token in enumerate(doc_words(doc)[1])}
-            doc_spans = []
-            for ent in doc.ents:
-                inside = [word_of[t] for t in range(ent.start, ent.end) if t in word_of]
-                doc_spans.append((inside[0], inside[-1] + 1) if inside else None)
+            _, word_of = word_index(doc)
+            doc_spans = [word_span(word_of, range(ent.start, ent.end)) for ent in doc.ents]
             spans.append(doc_spans)
             texts.append(self.label_texts or _prompt_labels(ent.label_ for ent in doc.ents))
         usable = [[span for span in doc_spans if span is not None] for doc_spans in spans]
@@ -452,38 +435,9 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
                 found.append((head.start, head.end, tail.start, tail.end, self._relation_names[rel.label], rel.score))
             _relations.set_relations(doc, found)
 
-    # -- serialization ------------------------------------------------------------------------
-    def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:
-        from ..modeling.checkpoint import save_checkpoint
-
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        srsly.write_json(
-            path / SETTINGS_FILE,
-            {
-                "labels": self._label_names,
-                "label_texts": self.label_texts,
-                "relations": self._relation_names,
-                "relation_texts": self.relation_texts,
-                "cfg": self.cfg,
-                "source": self.source,
-                "corpus_labels": self.corpus_labels,
-                "relation_corpus_labels": self.relation_corpus_labels,
-            },
-        )
-        save_checkpoint(self.extractor.checkpoint, path / CHECKPOINT_DIR)
-
-    def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "GlinerRelex":
-        path = Path(path)
-        saved = srsly.read_json(path / SETTINGS_FILE)
-        self._label_names, self.label_texts = list(saved["labels"]), list(saved["label_texts"])
-        self._relation_names, self.relation_texts = list(saved["relations"]), list(saved["relation_texts"])
-        self.cfg.update(saved["cfg"])
-        self.source = saved.get("source", self.source)
-        self.corpus_labels = saved.get("corpus_labels", {})
-        self.relation_corpus_labels = saved.get("relation_corpus_labels", {})
-        self._load(path / CHECKPOINT_DIR)
-        return self
+    # -- serialization: TrainableGliner.to_disk, with the relation labels saved beside the entity labels
+    SAVED_ATTRIBUTES = {**TrainableGliner.SAVED_ATTRIBUTES, "relations": "_relation_names", "relation_texts": "relation_texts",
+                        "relation_corpus_labels": "relation_corpus_labels"}
 
 
 NO_RELATIONS = (
@@ -503,6 +457,12 @@ def _check_relex_new_model(spec: Dict[str, Any], name: str) -> Dict[str, Any]:
             "(token-level relex checkpoints run for inference only)."
         )
     return spec
+
+
+def _is_label_data(labels) -> bool:
+    """Whether ``labels`` is a relex ``label_data`` (two label sets), not a dict label -> description."""
+    return (isinstance(labels, dict) and set(labels) == {"labels", "relations"}
+            and not any(isinstance(value, str) for value in labels.values()))
 
 
 def _prompt_labels(labels: Iterable[str]) -> List[str]:

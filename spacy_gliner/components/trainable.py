@@ -8,13 +8,17 @@ entity spans (relations for relex). Torch is imported lazily, inside the methods
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
+import srsly
+from spacy import util
 from spacy.training import Example
 
 from ..training.doc_keys import META_KEY
 from ..training.settings import check_training_settings, optimizer_settings  # noqa: F401  (re-exported for the pipes)
-from .annotations import doc_words, warn_counts  # noqa: F401
+from .annotations import warn_counts, word_index, word_span  # noqa: F401
+from .base import CHECKPOINT_DIR, SETTINGS_FILE
 
 # Settings of training (GLiNER's recipe); every key is optional in a config.
 DEFAULT_TRAINING: Dict[str, Any] = {
@@ -63,6 +67,23 @@ def check_model_source(name: str, model, new_model, model_kind: str, new_model_e
         raise ValueError(f"{name}: 'model' must be {model_kind}.")
 
 
+def build_new_checkpoint(name: str, spec: Dict[str, Any]):
+    """A new GLiNER on the base encoder(s) ``spec`` names; a local encoder path that does not exist is an error."""
+    from ..modeling.new_model import new_checkpoint
+
+    for key in ("encoder", "label_encoder"):
+        where = spec.get(key)
+        if where and str(where).startswith((".", "/", "~")) and not Path(where).expanduser().is_dir():
+            raise ValueError(f"{name} 'new_model.{key}': encoder directory {where!r} does not exist.")
+    return new_checkpoint(**spec)
+
+
+def label_data_of(names: List[str], texts: List[str]):
+    """Labels as ``initialize(labels=...)`` takes them back: the names, or name -> text when a
+    label reads as something else than its name."""
+    return list(names) if list(names) == list(texts) else dict(zip(names, texts))
+
+
 def labels_by_corpus(texts, labels_of) -> Dict[str, List[str]]:
     """corpus name ('' when unknown) -> sorted labels seen in it; ``labels_of(text)`` lists a text's labels."""
     by_corpus: Dict[str, set] = {}
@@ -71,29 +92,27 @@ def labels_by_corpus(texts, labels_of) -> Dict[str, List[str]]:
     return {corpus: sorted(labels) for corpus, labels in by_corpus.items()}
 
 
-class TrainableGliner:
-    """Mixin of the gliner pipes: ``update``, ``get_loss`` and gold reading.
+class TrainingSteps:
+    """``update`` and ``get_loss`` of every trainable gliner pipe (spaCy's ``TrainablePipe`` API).
 
-    The pipe provides ``extractor``, ``name``, ``cfg["spans_key"]``, ``training`` (checked
-    settings), ``label_descriptions`` and ``_make_trainer()`` -> (trainer, batch builder).
+    A pipe provides ``name``, ``_training_batch(examples, for_update)`` (None when the examples
+    hold nothing to learn from), ``_train_step(batch)`` (one step of its own optimizer, returning
+    the loss), ``_batch_loss(batch)`` (a loss tensor) and ``_after_update()``.
     """
-
-    _trainer = None
-    _batches = None
 
     @property
     def is_trainable(self) -> bool:
         return True
 
     def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd=None, losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
-        """One GLiNER training step on a batch of examples (the component's own AdamW; spaCy's
-        ``sgd`` is not used because the encoder and the heads learn at separate rates)."""
+        """One training step on a batch of examples (the component's own AdamW; spaCy's ``sgd``
+        is not used because the encoders and the heads learn at separate rates)."""
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
-        batch = self._training_batch(examples)
+        batch = self._training_batch(examples, for_update=True)
         if batch is None:
             return losses
-        losses[self.name] += self._get_trainer().step(batch, self._label_vectors_fn(batch))
+        losses[self.name] += self._train_step(batch)
         self._after_update()
         return losses
 
@@ -101,24 +120,111 @@ class TrainableGliner:
         """The training loss on these examples, without updating (e.g. for a dev set)."""
         import torch
 
-        batch = self._training_batch(examples)
+        batch = self._training_batch(examples, for_update=False)
         if batch is None:
             return 0.0
         with torch.no_grad():
-            vectors = self._label_vectors_fn(batch)
-            return float(self._get_trainer().loss(batch, vectors() if vectors else None).item())
+            return float(self._batch_loss(batch).item())
+
+    def _after_update(self) -> None:
+        """What an update makes stale (e.g. cached label vectors)."""
+
+
+class TrainableGliner(TrainingSteps):
+    """Mixin of the span pipes (``gliner_ner``, ``gliner_relex``): their training step and gold reading.
+
+    The pipe provides ``extractor``, ``name``, ``cfg["spans_key"]``, ``training`` (checked
+    settings), ``label_descriptions`` and ``_make_trainer()`` -> (trainer, batch builder).
+    """
+
+    _trainer = None
+    _batches = None
+    _extractor = None
+    # What ``cfg`` saves besides the settings: saved name -> attribute (a list or a dict).
+    SAVED_ATTRIBUTES: Dict[str, str] = {"labels": "_label_names", "label_texts": "label_texts", "corpus_labels": "corpus_labels"}
+
+    @property
+    def extractor(self):
+        """The inference engine on the model, loaded (or built) on first use."""
+        if self._extractor is None:
+            self._load(self.source)
+        return self._extractor
+
+    # -- serialization ------------------------------------------------------------------------
+    def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:
+        """Fields as spaCy's pipes save them (``exclude`` leaves any out): ``cfg`` (labels,
+        settings, corpus label sets) and ``checkpoint``, plus the pipe's :meth:`_more_writers`."""
+        from ..modeling.checkpoint import save_checkpoint
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        serialize = {
+            SETTINGS_FILE: lambda p: srsly.write_json(p, self._settings_to_save()),
+            CHECKPOINT_DIR: lambda p: save_checkpoint(self.extractor.checkpoint, p),
+            **self._more_writers(),
+        }
+        util.to_disk(path, serialize, exclude)
+
+    def from_disk(self, path: Union[str, Path], *, exclude=tuple()):
+        """Reads the fields ``to_disk`` wrote, but those in ``exclude``: without ``cfg`` the
+        pipe keeps its labels and settings, without ``checkpoint`` its model."""
+        found: Dict[str, Path] = {}
+        readers = {
+            SETTINGS_FILE: lambda p: self._restore_settings(srsly.read_json(p)),
+            CHECKPOINT_DIR: lambda p: found.setdefault(CHECKPOINT_DIR, p),
+            **{key: (lambda p, key=key: found.setdefault(key, p)) for key in self._more_writers()},
+        }
+        util.from_disk(Path(path), readers, exclude)
+        if CHECKPOINT_DIR in found:
+            self._load_saved(found)
+        return self
+
+    def _settings_to_save(self) -> Dict[str, Any]:
+        saved = {key: getattr(self, attribute) for key, attribute in self.SAVED_ATTRIBUTES.items()}
+        return {**saved, "cfg": self.cfg, "source": self.source}
+
+    def _restore_settings(self, saved: Dict[str, Any]) -> None:
+        for key, attribute in self.SAVED_ATTRIBUTES.items():
+            kind = type(getattr(self, attribute))
+            setattr(self, attribute, kind(saved[key]) if key in saved else kind())
+        self.cfg.update(saved["cfg"])
+        self.source = saved.get("source", self.source)
+
+    def _checkpoint_on_device(self, source, new_model_spec: Dict[str, Any]):
+        """The checkpoint at ``source``, or (None) a new one built from ``new_model_spec``, on the model device."""
+        from .device import load_on_model_device, model_device
+
+        if source is not None:
+            return load_on_model_device(source)
+        checkpoint = build_new_checkpoint(self.name, new_model_spec)
+        checkpoint.model.to(model_device())
+        return checkpoint
+
+    def _window_settings(self) -> Dict[str, Any]:
+        return {key: self.cfg[key] for key in ("batch_size", "max_window_words", "window_overlap")}
+
+    def _more_writers(self) -> Dict[str, Any]:
+        """Fields besides ``cfg`` and ``checkpoint``: name -> writer of ``path / name``."""
+        return {}
+
+    def _load_saved(self, found: Dict[str, Path]) -> None:
+        """Load the saved checkpoint; ``found`` maps each field read to its path."""
+        self._load(found[CHECKPOINT_DIR])
+
+    def _train_step(self, batch) -> float:
+        return self._get_trainer().step(batch, self._label_vectors_fn(batch))
+
+    def _batch_loss(self, batch):
+        vectors = self._label_vectors_fn(batch)
+        return self._get_trainer().loss(batch, vectors() if vectors else None)
 
     def _label_vectors_fn(self, batch):
         """Bi-encoders: a function computing the batch's label vectors with gradients; else None."""
         return None
 
-    def _after_update(self) -> None:
-        """What an update makes stale (e.g. cached label vectors)."""
-
     def _get_trainer(self):
         if self._trainer is None:
             self._trainer, self._batches = self._make_trainer()
-            self._skipped = Counter()
         return self._trainer
 
     def _training_settings(self):
@@ -137,20 +243,19 @@ class TrainableGliner:
             mode="shared" if self.extractor.config.bi_encoder else "per_example",
         )
 
-    def _training_batch(self, examples: Iterable[Example]):
+    def _training_batch(self, examples: Iterable[Example], for_update: bool = True):
+        """The batch of these examples' gold texts, or None; the same whether for an update or a loss."""
         from ..training.batches import split_long_texts
 
-        problems: Counter = Counter()
-        texts = [t for t in (self._gold_text(eg, problems) for eg in examples) if t is not None]
+        # What a batch skips is not counted: initialize reports the training data's problems once,
+        # and spaCy's loop would repeat a per-batch report at every step.
+        texts = [t for t in (self._gold_text(eg, Counter()) for eg in examples) if t is not None]
         self._get_trainer()
         extractor = self.extractor
-        texts, lost = split_long_texts(
+        texts, _ = split_long_texts(
             texts, extractor.inputs, extractor.max_window_words, extractor.window_overlap,
             extractor.text_budget - extractor.prompt_budget,
         )
-        problems["gold spans crossing a training window border"] += lost["spans"]
-        problems["gold relations whose arguments fall in different training windows"] += lost["relations"]
-        self._skipped.update(problems)
         if not texts:
             return None
         batch = self._batches.build(texts)
@@ -176,23 +281,22 @@ class TrainableGliner:
         in word offsets; (None, {}) for an empty doc."""
         from ..training.batches import GoldText
 
-        words, token_ids = doc_words(example.predicted)
+        words, word_of = word_index(example.predicted)
         if not words:
             problems["empty documents"] += 1
             return None, {}
-        word_of = {token: i for i, token in enumerate(token_ids)}
         reference = example.reference
         key = self.cfg["spans_key"]
         gold = list(reference.spans[key]) if key in reference.spans else list(reference.ents)
         spans, index = [], {}
         for span in gold:
             aligned = example.get_aligned_spans_y2x([span], allow_overlap=True)
-            inside = [word_of[t] for a in aligned for t in range(a.start, a.end) if t in word_of]
-            if not inside:
+            words_span = word_span(word_of, (t for a in aligned for t in range(a.start, a.end)))
+            if words_span is None:
                 problems["gold spans not aligned to the predicted tokens"] += 1
                 continue
             index.setdefault((span.start, span.end), len(spans))
-            spans.append((inside[0], inside[-1] + 1, self._text_of(span.label_)))
+            spans.append((*words_span, self._text_of(span.label_)))
         meta = reference.user_data.get(META_KEY)
         corpus = meta.get("corpus") if isinstance(meta, dict) else None
         return GoldText(words, spans, corpus), index

@@ -343,3 +343,80 @@ def test_candidates_stay_with_their_mention_through_merge_entities(model_dir, kb
     assert {e.text: e._.gliner_candidates for e in doc.ents} == before
     restored = Doc(nlp.vocab).from_bytes(doc.to_bytes())
     assert {e.text: e._.gliner_candidates for e in restored.ents} == before
+
+
+def test_kb_given_by_initialize_kb_loader_or_set_kb_as_spacys_entity_linker(model_dir, tmp_path):
+    """No 'kb' in the config: the KB comes from ``[initialize.components.<name>.kb_loader]``
+    (``spacy_gliner.KBFromPath.v1``) or ``set_kb``, as spaCy's EntityLinker takes it."""
+    from spacy_gliner.components.linker_kb import KBFromPath
+
+    kb_file = write_kb(tmp_path / "kb.jsonl")
+    configured = make_nlp(model_dir, kb_file, threshold=0.0)
+    expected = [e.kb_id_ for e in configured(doc_with_ents(configured, TEXT, ENTS)).ents]
+    nlp = spacy.blank("en")
+    linker = nlp.add_pipe("gliner_linker", config={"model": str(model_dir), "threshold": 0.0})
+    with pytest.raises(ValueError, match="gliner_linker: no knowledge base.*kb_loader"):
+        nlp(doc_with_ents(nlp, TEXT, ENTS))
+    nlp.config["initialize"]["components"]["gliner_linker"] = {
+        "kb_loader": {"@misc": "spacy_gliner.KBFromPath.v1", "path": str(kb_file)}}
+    gold = doc_with_ents(nlp, TEXT, ENTS)
+    gold_ids = ["Q76", "Q90", "Q142", "Q312", "Q1"]
+    gold.ents = [Span(gold, e.start, e.end, label=e.label_, kb_id=kb_id) for e, kb_id in zip(gold.ents, gold_ids)]
+    nlp.initialize(lambda: [Example(nlp.make_doc(TEXT), gold)])
+    assert len(linker.kb) == len(ENTITIES) and linker.kb_source == str(kb_file)
+    assert [e.kb_id_ for e in nlp(doc_with_ents(nlp, TEXT, ENTS)).ents] == expected
+    # A loader without a path: the KB is copied into the saved pipeline.
+    other = spacy.blank("en")
+    other_linker = other.add_pipe("gliner_linker", config={"model": str(model_dir), "threshold": 0.0, "copy_kb": False})
+    other_linker.set_kb(lambda vocab: KBFromPath(kb_file)(vocab))
+    assert other_linker.cfg["copy_kb"] and other_linker.kb_source is None
+    other.to_disk(tmp_path / "saved")
+    kb_file.unlink()
+    loaded = spacy.load(tmp_path / "saved")
+    assert [e.kb_id_ for e in loaded(doc_with_ents(loaded, TEXT, ENTS)).ents] == expected
+    with pytest.raises(ValueError, match="kb_loader must be a callable"):
+        other_linker.set_kb(str(kb_file))
+
+
+def test_saved_fields_honour_exclude(model_dir, tmp_path):
+    """``cfg``, ``kb``, ``checkpoint`` and ``embeddings`` are named fields (spaCy's EntityLinker
+    saves ``kb`` so): an excluded ``kb`` is kept from the component that loads."""
+    kb_file = write_kb(tmp_path / "kb.jsonl")
+    nlp = make_nlp(model_dir, kb_file, threshold=0.0)
+    linker = nlp.get_pipe("gliner_linker")
+    expected = [(e.kb_id_, e._.gliner_candidates) for e in nlp(doc_with_ents(nlp, TEXT, ENTS)).ents]
+    linker.to_disk(tmp_path / "all")
+    assert {p.name for p in (tmp_path / "all").iterdir()} == {"cfg", "kb", "checkpoint", "embeddings"}
+    linker.to_disk(tmp_path / "no_kb", exclude=["kb", "embeddings"])
+    assert {p.name for p in (tmp_path / "no_kb").iterdir()} == {"cfg", "checkpoint"}
+    with pytest.raises(FileNotFoundError, match="holds neither a knowledge base nor its path"):
+        make_nlp(model_dir, kb_file).get_pipe("gliner_linker").from_disk(tmp_path / "no_kb")
+    small = write_kb(tmp_path / "small.jsonl", ENTITIES[:3])
+    other = make_nlp(model_dir, small, threshold=0.0).get_pipe("gliner_linker")
+    other.from_disk(tmp_path / "no_kb", exclude=["kb", "embeddings"])
+    assert len(other.kb) == 3 and other.cfg["threshold"] == 0.0
+    other.from_bytes(linker.to_bytes(exclude=["kb"]), exclude=["kb"])
+    assert len(other.kb) == 3
+    other.from_bytes(linker.to_bytes())
+    assert len(other.kb) == len(ENTITIES)
+    doc = other(doc_with_ents(nlp, TEXT, ENTS))
+    got = [(e.kb_id_, e._.gliner_candidates) for e in doc.ents]
+    assert [g[0] for g in got] == [e[0] for e in expected]
+
+
+def test_candidates_and_features_are_switched_through_public_methods(model_dir, kb_path):
+    """What the linking project's ablations change: the generator and the mixed string features."""
+    from spacy_gliner.kb.candidates import make_exact_alias_candidates
+
+    nlp = make_nlp(model_dir, kb_path, threshold=0.0, top_k=10)
+    linker = nlp.get_pipe("gliner_linker")
+    linker.cfg["feature_weights"] = {"prior": 3.0, "string": 2.0}
+    with_features = {e.text: e._.gliner_candidates for e in nlp(doc_with_ents(nlp, TEXT, ENTS)).ents}
+    linker.set_features([])
+    without = {e.text: e._.gliner_candidates for e in nlp(doc_with_ents(nlp, TEXT, ENTS)).ents}
+    assert linker.cfg["features"] == [] and without != with_features
+    linker.set_candidates(make_exact_alias_candidates(k=10))
+    exact = {e.text: e._.gliner_candidates for e in nlp(doc_with_ents(nlp, TEXT, ENTS)).ents}
+    assert {eid for eid, _ in exact["Apple"]} == {"Q312", "Q89"} and [eid for eid, _ in exact["France"]] == ["Q142"]
+    with pytest.raises(ValueError, match="unknown or repeated feature"):
+        linker.set_features(["no such feature"])

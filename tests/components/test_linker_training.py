@@ -229,7 +229,7 @@ def test_spacy_train_with_the_project_config(model_dir, tmp_path):
     for _ in range(4):
         db.add(toy_example(nlp).reference)
     db.to_disk(tmp_path / "train.spacy")
-    config = Path(__file__).resolve().parents[2] / "projects" / "linking" / "configs" / "linker_train.cfg"
+    config = Path(__file__).resolve().parents[2] / "component_configs" / "gliner_linker_train.cfg"  # the linking project's
     train(config, tmp_path / "out", overrides={
         "paths.train": str(tmp_path / "train.spacy"), "paths.dev": str(tmp_path / "train.spacy"),
         "paths.model": str(model_dir), "paths.kb": str(kb), "training.max_steps": 3, "training.eval_frequency": 2,

@@ -1,6 +1,7 @@
 """gliner_ner as a spaCy component: outputs, merging, caching, serialization, windows, bad input."""
 import subprocess
 import sys
+import warnings
 
 import pytest
 import spacy
@@ -370,3 +371,47 @@ def test_scorer_reports_ents_and_span_group(uni_nlp):
     assert scores["ents_r"] == 1.0 and 0 < scores["ents_p"] < 1.0
     assert "spans_sc_f" in scores and scores["spans_sc_r"] == 1.0
     assert set(scores["ents_per_type"]) >= {reference.ents[0].label_}
+
+
+def test_saved_fields_honour_exclude(bi_nlp, tmp_path):
+    """spaCy's convention: ``cfg``, ``checkpoint`` and ``label_cache`` are named fields that
+    ``exclude`` leaves out, on disk and in bytes."""
+    component = bi_nlp.get_pipe("gliner_ner")
+    component.to_disk(tmp_path / "no_cache", exclude=["label_cache"])
+    assert {p.name for p in (tmp_path / "no_cache").iterdir()} == {"cfg", "checkpoint"}
+    component.to_disk(tmp_path / "all")
+    assert {p.name for p in (tmp_path / "all").iterdir()} == {"cfg", "checkpoint", "label_cache"}
+    other = spacy.blank("en").add_pipe("gliner_ner", config={"model": str(tmp_path / "all" / "checkpoint"), "labels": ["x"]})
+    other.from_disk(tmp_path / "all", exclude=["cfg"])  # keeps its own labels, loads the saved model
+    assert other.labels == ("x",) and other.extractor.config.bi_encoder
+    other.from_bytes(component.to_bytes(exclude=["cfg"]), exclude=["cfg"])
+    assert other.labels == ("x",)
+    other.from_bytes(component.to_bytes())
+    assert other.labels == tuple(LABELS)
+    texts = crossner_sentences("literature", 2)
+    assert_same_spans([spans_of(other(bi_nlp.make_doc(t))) for t in texts], [spans_of(d) for d in bi_nlp.pipe(texts)])
+
+
+def test_label_data_initializes_labels_as_spacy_init_labels_does(checkpoints, tmp_path):
+    """``spacy init labels`` writes each pipe's ``label_data``; ``spacy.read_labels.v1`` gives it
+    back to ``initialize(labels=...)``."""
+    import srsly
+
+    descriptions = {label: f"a {label} mentioned in the text" for label in LABELS[:3]}
+    source = spacy.blank("en")
+    source.add_pipe("gliner_ner", config={"model": str(checkpoints("uni_sharp")), "labels": descriptions})
+    assert source.get_pipe("gliner_ner").label_data == descriptions
+    plain = spacy.blank("en").add_pipe("gliner_ner", config={"model": str(checkpoints("uni_sharp")), "labels": LABELS})
+    assert plain.label_data == list(LABELS)
+    srsly.write_json(tmp_path / "gliner_ner.json", source.get_pipe("gliner_ner").label_data)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("gliner_ner", config={"model": str(checkpoints("uni_sharp")), "labels": ["x"]})
+    nlp.config["initialize"]["components"]["gliner_ner"] = {
+        "labels": {"@readers": "spacy.read_labels.v1", "path": str(tmp_path / "gliner_ner.json")}}
+    text = crossner_sentences("politics", 1)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # initialize without gold data reads one empty doc
+        nlp.initialize()
+    component = nlp.get_pipe("gliner_ner")
+    assert component.labels == tuple(descriptions) and component.label_descriptions == descriptions
+    assert [spans_of(nlp(text))] == [spans_of(source(text))]

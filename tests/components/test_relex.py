@@ -460,3 +460,28 @@ def test_conll04_sentences_match_reference_under_default_caps(relex_models, conl
     assert total >= 40
     print(f"\n[conll04 x40] most candidate pairs in a window {pairs}; relations ours = reference = {total}, "
           f"max |score diff| {worst:.1e}")
+
+
+def test_label_data_and_saved_fields_honour_spacy_conventions(relex_models, conll04, pipelines):
+    """``label_data`` holds both label sets and ``initialize(labels=...)`` takes it back (what
+    ``spacy init labels`` and ``spacy.read_labels.v1`` do); ``exclude=["cfg"]`` keeps a pipe's own labels."""
+    texts, relations = conll04
+    nlp, component, t, _ = pipelines["dot"]
+    assert component.label_data == {"labels": list(ENTITY_LABELS), "relations": list(relations)}
+    other = spacy.blank("en").add_pipe("gliner_relex", config={"model": str(relex_models["dot"][1]), "labels": ["thing"],
+                                                               "relations": ["related to"]})
+    other.initialize(labels=component.label_data)
+    assert other.labels == component.labels and other.relation_labels == component.relation_labels
+    fresh = spacy.blank("en").add_pipe("gliner_relex", config={"model": str(relex_models["dot"][1]), "labels": ["thing"],
+                                                               "relations": ["related to"]})
+    data = component.to_bytes(exclude=["cfg"])
+    fresh.from_bytes(data, exclude=["cfg"])
+    assert fresh.labels == ("thing",) and fresh.relation_labels == ("related to",)
+    fresh.from_bytes(component.to_bytes())
+    assert fresh.labels == component.labels and fresh.relation_labels == component.relation_labels
+    _configure(component, threshold=t, adjacency_threshold=0.0, relation_threshold=0.0)
+    fresh.cfg.update(component.cfg)
+    docs = [nlp.make_doc(text) for text in texts[:3]]
+    ours = [component(nlp.make_doc(text)) for text in texts[:3]]
+    theirs = [fresh(doc) for doc in docs]
+    assert [[r.as_tuple()[:5] for r in d._.relations] for d in theirs] == [[r.as_tuple()[:5] for r in d._.relations] for d in ours]

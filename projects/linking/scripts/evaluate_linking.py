@@ -204,12 +204,10 @@ def evaluate(args) -> None:
     if args.no_dense:  # exact + fuzzy only: the dense generator ranks by the very score the linker reranks with
         from spacy_gliner.kb.candidates import make_exact_alias_candidates, make_fuzzy_candidates, make_merged_candidates
 
-        linker.candidates_builder = make_merged_candidates(
-            {"exact": make_exact_alias_candidates(k=10), "fuzzy": make_fuzzy_candidates(k=20, min_score=0.3)}, k=args.k)
-        linker._generator = None
+        linker.set_candidates(make_merged_candidates(
+            {"exact": make_exact_alias_candidates(k=10), "fuzzy": make_fuzzy_candidates(k=20, min_score=0.3)}, k=args.k))
     if args.bi_encoder_only:  # ablation: the trained bi-encoder score alone, without the prior / string terms
-        linker.cfg["features"] = []
-        linker._features = None
+        linker.set_features([])
     if linker.kb.content_hash != kb.content_hash:
         raise SystemExit(f"{args.pipeline} was saved with a different KB than {args.kb}; re-run the embed step")
     warm, _ = to_docs(blank, benchmarks[next(iter(benchmarks))][:1])
