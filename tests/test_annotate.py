@@ -135,9 +135,10 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_run(ner_pipeline, corpus, tmp_path_factory):
-    """The local engine's output on the corpus: what every other run must reproduce."""
+    """The local engine's output on the corpus: what every other run must reproduce (one torch
+    thread, as each one-CPU Ray worker runs)."""
     output = tmp_path_factory.mktemp("local")
-    summary = annotate(ner_pipeline, corpus, output, shard_size=SHARD, batch_size=BATCH, show_progress=False)
+    summary = annotate(ner_pipeline, corpus, output, shard_size=SHARD, batch_size=BATCH, threads=1, show_progress=False)
     assert summary.records == DOCS and not summary.rejects
     records = output_records(output)
     assert sorted(records) == sorted(f"conll-{i}" for i in range(DOCS))
@@ -239,7 +240,7 @@ class TestOnLocalRay:
 
     def test_ray_engine_gives_the_local_relations(self, relex_pipeline, tmp_path):
         pipeline, corpus_file = relex_pipeline
-        annotate(pipeline, corpus_file, tmp_path / "local", batch_size=4, show_progress=False)
+        annotate(pipeline, corpus_file, tmp_path / "local", batch_size=4, threads=1, show_progress=False)
         annotate(pipeline, corpus_file, tmp_path / "ray", engine="ray", workers=2, shard_size=8, batch_size=4,
                  show_progress=False)
         local, on_ray = output_records(tmp_path / "local"), output_records(tmp_path / "ray")

@@ -1,10 +1,31 @@
 """The local engine: ``nlp.pipe`` on this machine, one or several processes."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterable, Iterator, List, Optional, Tuple
 
 from .records import encode
 from .sources import Chunk, Fields, Shard, read_chunks
+
+
+@contextmanager
+def torch_threads(threads: Optional[int]):
+    """Torch runs ``threads`` threads inside the block (unchanged when None), as before after it.
+
+    The thread count is part of the result: torch splits a batch's matrix products by thread,
+    which changes the last bits of the scores, so two runs give the same records only with the
+    same number of threads per worker."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def load_pipeline(pipeline: str, gpu_id: Optional[int] = None):
@@ -32,22 +53,26 @@ def finish_chunk(chunk: Chunk, docs: Iterable, payload: str) -> Chunk:
 
 
 def run_local(pipeline: str, shards: List[Tuple[int, Shard]], fields: Fields, payload: str, batch_size: int,
-              n_process: int = 1, gpu_id: Optional[int] = None) -> Iterator[Chunk]:
+              n_process: int = 1, gpu_id: Optional[int] = None, threads: Optional[int] = None) -> Iterator[Chunk]:
     """Annotated chunks of ``shards`` (pairs of shard number and shard), in input order.
 
     With ``n_process`` > 1 each shard is one ``nlp.pipe(n_process=...)`` call: spaCy cuts its
     text stream into consecutive batches of ``batch_size``, exactly the chunks, so the model sees
     the batches it sees with one process or on Ray. Its worker processes start once per shard,
-    so shards should hold many batches.
+    so shards should hold many batches. ``threads``: torch threads per process (default: torch's).
     """
     nlp = load_pipeline(pipeline, gpu_id)
     for number, shard in shards:
         chunks = read_chunks(shard, number, fields, batch_size)
         if n_process == 1:
             for chunk in chunks:
-                yield annotate_chunk(nlp, chunk, payload)
+                with torch_threads(threads):
+                    annotated = annotate_chunk(nlp, chunk, payload)
+                yield annotated
             continue
         chunks = list(chunks)
-        docs = nlp.pipe((text for chunk in chunks for text in chunk.texts), batch_size=batch_size, n_process=n_process)
-        for chunk in chunks:
-            yield finish_chunk(chunk, (next(docs) for _ in chunk.texts), payload)
+        with torch_threads(threads):  # forked workers start with the parent's thread count
+            docs = nlp.pipe((text for chunk in chunks for text in chunk.texts), batch_size=batch_size,
+                            n_process=n_process)
+            annotated = [finish_chunk(chunk, (next(docs) for _ in chunk.texts), payload) for chunk in chunks]
+        yield from annotated

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pickle
 from typing import Iterator, List, Optional, Tuple
 
-from .local_engine import annotate_chunk, load_pipeline
+from .local_engine import annotate_chunk, load_pipeline, torch_threads
 from .sources import Chunk, Fields, Shard, read_chunks
 
 
@@ -35,14 +35,17 @@ class ShardReader:
 class ChunkAnnotator:
     """The ``map_batches`` class: each actor loads the pipeline once, then annotates chunks."""
 
-    def __init__(self, pipeline: str, payload: str, use_gpu: bool = False):
+    def __init__(self, pipeline: str, payload: str, use_gpu: bool = False, threads: int = 1):
         self.nlp = load_pipeline(pipeline, 0 if use_gpu else None)  # Ray sets CUDA_VISIBLE_DEVICES per actor
         self.payload = payload
+        self.threads = threads
 
     def __call__(self, batch: dict) -> dict:
         import numpy
 
-        annotated = [pickle.dumps(annotate_chunk(self.nlp, pickle.loads(blob), self.payload)) for blob in batch["chunk"]]
+        with torch_threads(self.threads):
+            annotated = [pickle.dumps(annotate_chunk(self.nlp, pickle.loads(blob), self.payload))
+                         for blob in batch["chunk"]]
         return {"shard": batch["shard"], "chunk": numpy.array(annotated, dtype=object)}
 
 
@@ -60,8 +63,9 @@ def connect(address: Optional[str]) -> bool:
 
 def run_ray(pipeline: str, shards: List[Tuple[int, Shard]], fields: Fields, payload: str, batch_size: int,
             workers: int = 1, gpus_per_worker: float = 0, cpus_per_worker: float = 1,
-            address: Optional[str] = None) -> Iterator[Chunk]:
-    """Annotated chunks of ``shards`` in the order they complete (not input order)."""
+            address: Optional[str] = None, threads: Optional[int] = None) -> Iterator[Chunk]:
+    """Annotated chunks of ``shards`` in the order they complete (not input order). Each actor
+    runs torch with ``threads`` threads, by default as many as its CPUs."""
     import ray
     import ray.data
 
@@ -75,7 +79,8 @@ def run_ray(pipeline: str, shards: List[Tuple[int, Shard]], fields: Fields, payl
         dataset = dataset.flat_map(ShardReader(shards, fields, batch_size), num_cpus=0)
         dataset = dataset.map_batches(
             ChunkAnnotator,
-            fn_constructor_kwargs={"pipeline": pipeline, "payload": payload, "use_gpu": gpus_per_worker > 0},
+            fn_constructor_kwargs={"pipeline": pipeline, "payload": payload, "use_gpu": gpus_per_worker > 0,
+                                   "threads": threads or max(1, int(cpus_per_worker))},
             batch_size=1,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=workers),

@@ -67,7 +67,7 @@ class ShardAssembler:
 
 def annotate(pipeline: Union[str, Path], input: Union[str, Path], output: Union[str, Path], *,
              engine: str = "local", output_format: str = "jsonl", text_field: str = "text", id_field: str = "id",
-             shard_size: Optional[int] = None, batch_size: int = 32, n_process: int = 1, gpu_id: Optional[int] = None,
+             shard_size: Optional[int] = None, batch_size: int = 32, n_process: int = 1, gpu_id: Optional[int] = None, threads: Optional[int] = None,
              address: Optional[str] = None, workers: int = 1, gpus_per_worker: float = 0, cpus_per_worker: float = 1,
              show_progress: bool = True) -> RunSummary:
     """Annotate every record of ``input`` with the pipeline ``pipeline`` (a directory or package
@@ -79,11 +79,14 @@ def annotate(pipeline: Union[str, Path], input: Union[str, Path], output: Union[
     ``engine="local"`` uses ``nlp.pipe`` (``n_process``, ``gpu_id``); ``engine="ray"`` uses Ray
     Data on the cluster at ``address`` (or the one this process joined, or a new local one) with
     ``workers`` actors of ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs. ``batch_size``
-    documents form one model batch on both engines, so both give the same records.
+    documents form one model batch on both engines, and ``threads`` sets torch's threads per
+    worker (local process or actor; default: torch's default locally, ``cpus_per_worker`` on Ray):
+    runs with the same batch size and threads per worker give the same records, byte for byte.
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-    for name, value in (("batch_size", batch_size), ("n_process", n_process), ("workers", workers)):
+    for name, value in (("batch_size", batch_size), ("n_process", n_process), ("workers", workers),
+                        ("threads", 1 if threads is None else threads)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     payload = payload_kind(output_format)
@@ -106,12 +109,12 @@ def annotate(pipeline: Union[str, Path], input: Union[str, Path], output: Union[
         if engine == "local":
             from .local_engine import run_local
 
-            chunks = run_local(str(pipeline), todo, fields, payload, batch_size, n_process, gpu_id)
+            chunks = run_local(str(pipeline), todo, fields, payload, batch_size, n_process, gpu_id, threads)
         else:
             from .ray_engine import run_ray
 
             chunks = run_ray(str(pipeline), todo, fields, payload, batch_size, workers, gpus_per_worker,
-                             cpus_per_worker, address)
+                             cpus_per_worker, address, threads)
         try:
             for chunk in chunks:
                 assembler.add(chunk)
