@@ -1,6 +1,7 @@
 """The local engine: ``nlp.pipe`` on this machine, one or several processes."""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Iterable, Iterator, List, Optional, Tuple
 
@@ -26,6 +27,29 @@ def torch_threads(threads: Optional[int]):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextmanager
+def spawned_workers(threads: Optional[int]):
+    """``nlp.pipe(n_process=...)`` starts its workers with ``spawn`` inside the block: a worker
+    forked from a process whose torch thread pool already ran can hang for ever. ``threads`` reaches
+    the fresh workers through ``OMP_NUM_THREADS``."""
+    import multiprocessing
+
+    method = multiprocessing.get_start_method(allow_none=True)
+    variable = os.environ.get("OMP_NUM_THREADS")
+    multiprocessing.set_start_method("spawn", force=True)
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        yield
+    finally:
+        multiprocessing.set_start_method(method, force=True)
+        if threads is not None:
+            if variable is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = variable
 
 
 def load_pipeline(pipeline: str, gpu_id: Optional[int] = None):
@@ -71,7 +95,7 @@ def run_local(pipeline: str, shards: List[Tuple[int, Shard]], fields: Fields, pa
                 yield annotated
             continue
         chunks = list(chunks)
-        with torch_threads(threads):  # forked workers start with the parent's thread count
+        with spawned_workers(threads):
             docs = nlp.pipe((text for chunk in chunks for text in chunk.texts), batch_size=batch_size,
                             n_process=n_process)
             annotated = [finish_chunk(chunk, (next(docs) for _ in chunk.texts), payload) for chunk in chunks]
