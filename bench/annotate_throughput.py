@@ -10,8 +10,8 @@ uni-encoder of tests/support.py (real encoder, seeded heads). Each configuration
 output folder; ``seconds`` is the whole ``annotate`` call (pipeline loads and Ray actor start-up
 included; the Ray instance itself is started before the clock, as a cluster would be), and
 ``load_seconds`` the one-process ``spacy.load`` time, so ``docs / (seconds - load_seconds)``
-approximates the steady rate of one configuration. Every configuration must write the same
-records (checked). Writes bench/results/annotate_throughput.json and .png.
+approximates the steady rate of a one-process run (Ray's start-up costs more). Every worker runs one
+torch thread, so every configuration must write the same records (checked). Writes bench/results/annotate_throughput.json and .png.
 
 The capacity plan is arithmetic on the measured best per-worker CPU rate: it is a projection, not
 a measurement. No GPU was available, so it has no GPU figures.
@@ -64,8 +64,8 @@ def timed_run(pipeline, corpus, output, batch_size, shard_size, **engine):
     from spacy_gliner.annotate import annotate
 
     start = time.perf_counter()
-    summary = annotate(pipeline, corpus, output, batch_size=batch_size, shard_size=shard_size, show_progress=False,
-                       **engine)
+    summary = annotate(pipeline, corpus, output, batch_size=batch_size, shard_size=shard_size, threads=1,
+                       show_progress=False, **engine)
     return time.perf_counter() - start, summary.records
 
 
