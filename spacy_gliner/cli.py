@@ -1,0 +1,58 @@
+"""The command line: ``python -m spacy_gliner annotate PIPELINE INPUT OUTPUT [options]``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import List, Optional
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m spacy_gliner", description="spacy-gliner commands")
+    commands = parser.add_subparsers(dest="command", required=True)
+    annotate = commands.add_parser(
+        "annotate", help="annotate a corpus with a pipeline, resumably, locally or on Ray",
+        description="Annotate every record of INPUT with PIPELINE into the folder OUTPUT, one output shard per "
+                    "input shard. Re-running the same command resumes an interrupted run.")
+    annotate.add_argument("pipeline", help="saved pipeline directory or installed package name")
+    annotate.add_argument("input", help="a JSONL or Parquet file, a folder of .txt (or .jsonl/.parquet) files, or a glob")
+    annotate.add_argument("output", help="output folder")
+    annotate.add_argument("--format", dest="output_format", choices=["jsonl", "parquet", "docbin"], default="jsonl",
+                          help="records as JSONL or Parquet, or Docs as DocBin (.spacy) shards")
+    annotate.add_argument("--text-field", default="text", help="JSONL field / Parquet column holding the text")
+    annotate.add_argument("--id-field", default="id", help="JSONL field / Parquet column holding the id")
+    annotate.add_argument("--shard-size", type=int, default=None,
+                          help="records (or text files) per shard; default: one shard per input file (or folder)")
+    annotate.add_argument("--batch-size", type=int, default=32, help="documents per model batch (both engines)")
+    annotate.add_argument("--threads", type=int, default=None,
+                          help="torch threads per worker process or actor (default: torch's locally, "
+                               "--cpus-per-worker on Ray); equal values on both engines give byte-identical records")
+    annotate.add_argument("--engine", choices=["local", "ray"], default="local")
+    local = annotate.add_argument_group("local engine")
+    local.add_argument("--n-process", type=int, default=1, help="processes for nlp.pipe")
+    local.add_argument("--gpu-id", type=int, default=None, help="run on this GPU (needs cupy)")
+    ray = annotate.add_argument_group("ray engine")
+    ray.add_argument("--address", default=None,
+                     help="cluster to join ('auto' for the one `ray start` runs here, or ray://host:10001); "
+                          "default: a new local one")
+    ray.add_argument("--workers", type=int, default=1, help="actors, each holding the pipeline")
+    ray.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per actor (needs cupy on the workers)")
+    ray.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs per actor")
+    annotate.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .annotate import annotate
+
+    summary = annotate(args.pipeline, args.input, args.output, engine=args.engine, output_format=args.output_format,
+                       text_field=args.text_field, id_field=args.id_field, shard_size=args.shard_size,
+                       batch_size=args.batch_size, n_process=args.n_process, gpu_id=args.gpu_id, threads=args.threads,
+                       address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                       cpus_per_worker=args.cpus_per_worker, show_progress=not args.quiet)
+    print(f"{summary.records} records in {len(summary.written)} new shard(s), {len(summary.skipped)} shard(s) "
+          f"already finished, {len(summary.rejects)} rejected record(s) (see {summary.output / 'rejects.jsonl'})",
+          file=sys.stderr)
+    return 0
