@@ -1,4 +1,5 @@
-"""The command line: ``python -m spacy_gliner annotate PIPELINE INPUT OUTPUT [options]``."""
+"""The command line: ``python -m spacy_gliner annotate PIPELINE INPUT OUTPUT [options]`` and
+``python -m spacy_gliner visualize PIPELINE TEXT_OR_FILE [--output page.html] [--serve]``."""
 from __future__ import annotations
 
 import argparse
@@ -39,11 +40,37 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per actor (needs cupy on the workers)")
     ray.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs per actor")
     annotate.add_argument("--quiet", action="store_true", help="no progress bar")
+    visualize = commands.add_parser(
+        "visualize", help="draw a pipeline's entities, spans, links and relations as an HTML page",
+        description="Run PIPELINE over a text, a JSONL file or a text file (one text per line) and draw what it "
+                    "found with displaCy in one self-contained page: written with --output, served with --serve.")
+    visualize.add_argument("pipeline", help="saved pipeline directory or installed package name")
+    visualize.add_argument("source", help="a text, or a .jsonl file (see --text-field), or a text file")
+    visualize.add_argument("--output", default=None, help="write the page here")
+    visualize.add_argument("--serve", action="store_true", help="serve the page, as displacy.serve does")
+    visualize.add_argument("--port", type=int, default=5002)
+    visualize.add_argument("--text-field", default="text", help="the JSONL field holding the text")
+    visualize.add_argument("--spans-key", default="sc", help="the span group to draw")
+    visualize.add_argument("--kb-url-template", default=None,
+                           help="link kb_ids, e.g. 'https://www.wikidata.org/wiki/{}'")
     return parser
+
+
+def run_visualize(args) -> int:
+    from .visualization import visualize
+
+    if not args.output and not args.serve:
+        print("visualize: give --output page.html, --serve, or both", file=sys.stderr)
+        return 2
+    visualize(args.pipeline, args.source, args.output, serve=args.serve, port=args.port, text_field=args.text_field,
+              spans_key=args.spans_key, kb_url_template=args.kb_url_template)
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "visualize":
+        return run_visualize(args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from .annotate import annotate
 

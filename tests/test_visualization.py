@@ -5,6 +5,7 @@ measured, and a screenshot is taken)."""
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,7 +157,10 @@ def test_visualize_command_draws_a_saved_pipelines_output(checkpoints, tmp_path)
     texts = tmp_path / "texts.jsonl"
     sentences = crossner_sentences("politics", 3)
     texts.write_text("".join(json.dumps({"text": t}) + "\n" for t in sentences))
-    visualize(str(tmp_path / "pipeline"), str(texts), str(tmp_path / "page.html"))
+    done = subprocess.run([sys.executable, "-m", "spacy_gliner", "visualize", str(tmp_path / "pipeline"), str(texts),
+                           "--output", str(tmp_path / "page.html")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert visualize(str(tmp_path / "pipeline"), str(texts)) == (tmp_path / "page.html").read_text(encoding="utf-8")
     docs = list(nlp.pipe(sentences))
     drawn = browser_measure((tmp_path / "page.html").read_text(encoding="utf-8"), tmp_path)
     assert [e["text"] for e in drawn["entities"]] == [ent.text for doc in docs for ent in doc.ents]
