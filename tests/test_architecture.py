@@ -7,11 +7,18 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "spacy_gliner"
 
 # layer -> layers (top-level subpackages or modules) it must never import
+# The applications on top (the corpus annotator, the command line, the pictures) use the
+# components' public output; nothing below them imports them.
+APPLICATIONS = {"annotate", "cli", "visualization", "__main__"}
 FORBIDDEN = {
-    "modeling": {"components", "inference", "training", "kb", "doc_relations", "evaluation"},
-    "inference": {"components", "training", "doc_relations", "evaluation"},
-    "kb": {"components", "inference", "training", "modeling", "doc_relations", "evaluation"},
-    "training": {"components"},
+    "modeling": {"components", "inference", "training", "kb", "doc_relations", "evaluation"} | APPLICATIONS,
+    "inference": {"components", "training", "doc_relations", "evaluation"} | APPLICATIONS,
+    "kb": {"components", "inference", "training", "modeling", "doc_relations", "evaluation"} | APPLICATIONS,
+    "training": {"components"} | APPLICATIONS,
+    "components": APPLICATIONS,
+    "doc_relations": APPLICATIONS | {"components", "inference", "modeling", "training", "kb"},
+    "annotate": {"cli", "visualization", "__main__"},
+    "visualization": {"annotate", "cli", "__main__", "components", "inference", "modeling", "training", "kb"},
 }
 
 
