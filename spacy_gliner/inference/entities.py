@@ -17,6 +17,7 @@ from ..modeling.checkpoint import GlinerCheckpoint
 from ..modeling.inputs import InputBuilder
 from ..modeling.label_checks import check_label_lengths, prompt_budget
 from ..modeling.label_cache import LabelVectorCache
+from .window_batches import window_batches
 from .windows import Window, plan_windows
 
 
@@ -200,7 +201,6 @@ class EntityExtractor:
     def _score_windows(self, windows, pieces, prompt, group, label_texts, settings) -> Dict[int, List[DecodedSpan]]:
         """Candidates per document, labels already mapped to positions in the full label list."""
         group = np.asarray(group)
-        order = sorted(range(len(windows)), key=lambda i: sum(len(p) for p in pieces[windows[i].doc_index][windows[i].start : windows[i].end]))
         found: Dict[int, List[DecodedSpan]] = {}
         device = self.model.device
         # post-fusion models: span vectors depend on the labels, so no per-batch span vectors here
@@ -208,20 +208,21 @@ class EntityExtractor:
         bi_span = self.config.bi_encoder and self.config.is_span_model and not fused
         rows = self._label_rows(label_texts) if self.config.bi_encoder else None
         retrieve = bi_span and self.label_top_k is not None and self.label_top_k < len(label_texts)
+
+        def encode(inputs):
+            with self._precision():
+                reps = self.inference_model.represent(inputs)
+                # bi-encoder span models: span vectors once per batch, then one product per label chunk
+                spans = self.inference_model.span_head(reps.words, reps.word_mask).float() if bi_span else None
+            return reps, spans
+
         with torch.inference_mode():
-            for begin in range(0, len(order), self.batch_size):
-                batch_windows = [windows[i] for i in order[begin : begin + self.batch_size]]
-                batch = self.inputs.build(
-                    [pieces[w.doc_index][w.start : w.end] for w in batch_windows], prompt
-                ).to(device)
-                with self._precision():
-                    reps = self.inference_model.represent(batch)
-                    # bi-encoder span models: span vectors once per batch, then one product per label chunk
-                    spans = self.inference_model.span_head(reps.words, reps.word_mask).float() if bi_span else None
+            for batch in window_batches(windows, pieces, self.inputs, self.batch_size, device, encode, prompt=prompt):
+                reps, spans = batch.encoded
                 if retrieve:
-                    chunks = [self._retrieved_candidates(spans, batch_windows, label_texts, rows, group, settings, device)]
+                    chunks = [self._retrieved_candidates(spans, batch.windows, label_texts, rows, group, settings, device)]
                 else:
-                    chunks = self._chunk_candidates(reps, spans, batch_windows, label_texts, rows, group, settings, device)
+                    chunks = self._chunk_candidates(reps, spans, batch.windows, label_texts, rows, group, settings, device)
                 for by_doc in chunks:
                     for doc_index, doc_spans in by_doc.items():
                         found.setdefault(doc_index, []).extend(doc_spans)
