@@ -131,15 +131,16 @@ class EntityExtractor:
 
         Checking a million texts costs a quarter of a second, so a list already checked against
         the unchanged cache is not checked again."""
-        if self._facts(label_texts).get("complete"):
+        if self._label_list_memo(label_texts).get("all_cached"):
             return 0
         computed = self.label_cache.fill(label_texts, self.encode_label_texts, progress=progress)
-        self._facts(label_texts)["complete"] = True  # after fill: the cache version has changed
+        self._label_list_memo(label_texts)["all_cached"] = True  # after fill: the cache version has changed
         return computed
 
-    def _facts(self, label_texts: Sequence[str]) -> Dict[str, object]:
-        """What costs O(labels) to work out about one label list (a million dict look-ups per
-        batch would show up in the per-document time): kept while the same list, unedited, is used
+    def _label_list_memo(self, label_texts: Sequence[str]) -> Dict[object, object]:
+        """What costs O(labels) to work out about one label list: whether all its vectors are
+        cached, its cache rows, its stored vector matrix per device (a million dict look-ups per
+        batch would show up in the per-document time). Kept while the same list, unedited, is used
         with an unchanged cache."""
         key = (id(label_texts), len(label_texts), self.label_cache.version, _ends(label_texts))
         memo = self._label_memo
@@ -149,10 +150,10 @@ class EntityExtractor:
 
     def _label_rows(self, label_texts: Sequence[str]):
         """Cache rows of ``label_texts`` (memoised)."""
-        facts = self._facts(label_texts)
-        if "rows" not in facts:
-            facts["rows"] = self.label_cache.rows(label_texts)
-        return facts["rows"]
+        memo = self._label_list_memo(label_texts)
+        if "rows" not in memo:
+            memo["rows"] = self.label_cache.rows(label_texts)
+        return memo["rows"]
 
     @property
     def label_retriever(self):
@@ -290,11 +291,11 @@ class EntityExtractor:
         """The label set's vectors in the cache's dtype on ``device``: a zero-copy view of the
         (possibly memory-mapped) cache when its rows are consecutive stored rows, else one
         gathered copy (memoised)."""
-        facts = self._facts(label_texts)
+        memo = self._label_list_memo(label_texts)
         key = ("stored", str(device))
-        if key not in facts:
-            facts[key] = self.label_cache.stored_tensor(self._label_rows(label_texts)).to(device)
-        return facts[key]
+        if key not in memo:
+            memo[key] = self.label_cache.stored_tensor(self._label_rows(label_texts)).to(device)
+        return memo[key]
 
     def _label_chunks(self, label_texts, device, rows=None):
         """Uni-encoder: the prompt's own labels. Bi-encoder: cached vectors, in bounded chunks.
