@@ -34,7 +34,7 @@ from .entities import EntityExtractor
 from ..modeling.checkpoint import GlinerCheckpoint
 from ..modeling.encoders import gather_prompt_vectors
 from ..modeling.relation_heads import EntitySelection, gather_entities, select_entities
-from .relation_decoding import decode_relation_candidates
+from .relation_decoding import DecodedRelation, decode_relation_candidates
 from .token_relations import entities_at, token_entities, warn_entity_cap
 from .window_batches import WindowBatch, window_batches
 from .windows import Window
@@ -53,19 +53,12 @@ class RelexSettings:
     max_entities: Optional[int] = None
 
 
-class DecodedRelex(NamedTuple):
-    """One relation: ``head``/``tail`` index the document's decoded entities, ``label`` the relation labels."""
-
-    head: int
-    tail: int
-    label: int
-    score: float
-
-
 @dataclass
 class RelexResult:
+    """One document's decoded entities, and its relations, whose ``head``/``tail`` index them."""
+
     entities: List[DecodedSpan]
-    relations: List[DecodedRelex]
+    relations: List[DecodedRelation]
 
 
 class RelationExtractor(EntityExtractor):
@@ -138,14 +131,14 @@ class RelationExtractor(EntityExtractor):
         docs_entity_texts: Sequence[Sequence[str]],
         relation_texts: Sequence[str],
         settings: RelexSettings,
-    ) -> Tuple[List[List[DecodedRelex]], int]:
+    ) -> Tuple[List[List[DecodedRelation]], int]:
         """Relations among given entities (word spans, end exclusive) of each document.
 
         ``docs_entity_texts[i]`` is the entity part of document i's prompt. Returns, per document,
         relations whose ``head``/``tail`` index ``docs_entities[i]``, and the number of given
         entities that no window could hold (wider than ``max_width`` or than a window).
         """
-        results: List[List[DecodedRelex]] = [[] for _ in docs_words]
+        results: List[List[DecodedRelation]] = [[] for _ in docs_words]
         unusable = 0
         jobs = []  # (window, prompt ids, given entities wholly inside it)
         pieces: Dict[int, List[List[int]]] = {}
@@ -309,7 +302,7 @@ def span_index(batch_size: int, num_words: int, max_width: int, device) -> torch
 
 def merge_window_relations(
     by_window: Dict[int, List[WindowRelation]], entity_spans: Sequence[Tuple[int, int]]
-) -> List[DecodedRelex]:
+) -> List[DecodedRelation]:
     """One document's relations from all its windows (keyed by window start), arguments mapped to
     positions in ``entity_spans`` by exact boundaries (first match wins); relations whose head or
     tail is not among them are dropped. A relation seen by several windows is reported once, with
@@ -330,7 +323,7 @@ def merge_window_relations(
                 chosen[key] = (rel.score, rel.owned)
             elif rel.owned and not chosen[key][1]:
                 chosen[key] = (rel.score, rel.owned)
-    return [DecodedRelex(h, t, c, chosen[(h, t, c)][0]) for h, t, c in order]
+    return [DecodedRelation(h, t, c, chosen[(h, t, c)][0]) for h, t, c in order]
 
 
 def _top_entities(span_rep, logits, span_mask, span_idx, threshold: float, cap: int):
