@@ -32,8 +32,7 @@ import torch
 from .decoding import DecodedSpan, greedy_select, span_candidates, token_candidates
 from .entities import EntityExtractor
 from ..modeling.checkpoint import GlinerCheckpoint
-from ..modeling.encoders import gather_prompt_vectors
-from ..modeling.relation_heads import EntitySelection, gather_entities, select_entities
+from ..modeling.relation_heads import EntitySelection, gather_entities, relation_prompt_vectors, select_entities
 from .relation_decoding import DecodedRelation, decode_relation_candidates
 from .token_relations import entities_at, token_entities, warn_entity_cap
 from .window_batches import WindowBatch, window_batches
@@ -203,9 +202,8 @@ class RelationExtractor(EntityExtractor):
         adjacency_threshold = threshold if settings.adjacency_threshold is None else settings.adjacency_threshold
         relation_threshold = threshold if settings.relation_threshold is None else settings.relation_threshold
         head_module = self.model.relation_head
-        rel_prompts, _ = gather_prompt_vectors(
-            reps.token_embeddings, inputs.input_ids, inputs.attention_mask, self.rel_token_id,
-            self.config.embed_rel_token, count=num_relations,
+        rel_prompts = relation_prompt_vectors(
+            reps.token_embeddings, inputs, self.rel_token_id, self.config.embed_rel_token, num_relations
         )
         chunk_size = head_module.pairs_per_chunk(num_relations)
         spans = entities.spans.tolist()
@@ -223,7 +221,7 @@ class RelationExtractor(EntityExtractor):
                 blocks, candidates = _highest_adjacency_pairs(blocks, settings.max_pairs, count)
                 most_candidates = max(most_candidates, candidates)
             for pair_index in _chunks(blocks, chunk_size):
-                logits = head_module.score_pair_chunk(entity_rep, pair_index, rel_prompts[b])
+                logits = head_module(entity_rep[None], pair_index[None], rel_prompts[b : b + 1])[0]
                 decoded = decode_relation_candidates(
                     logits.unsqueeze(0), pair_index.unsqueeze(0), None, relation_threshold, num_relations
                 )[0]

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .encoders import gather_prompt_vectors
 from .layers import Dropout
 
 __all__ = [
@@ -899,7 +900,7 @@ class RelationHead(nn.Module):
 
     # -- bounded-memory inference over one sample ----------------------------------------------
     #
-    # forward() builds every candidate pair of a batch at once, as the reference does: N = E^2 pairs
+    # reference_forward() builds every candidate pair of a batch at once, as the reference does: N = E^2 pairs
     # in the worst case, each carrying a (2D -> 4D -> D) projection, which is what made the reference
     # need tens of GB on a few hundred entities. The methods below give the same pairs, in the same
     # order, with the same scores, a bounded block at a time.
@@ -946,22 +947,24 @@ class RelationHead(nn.Module):
             yield local, values
 
     def pairs_per_chunk(self, num_relations: int) -> int:
-        """How many pairs one call of :meth:`score_pair_chunk` classifies: a triple scorer expands
+        """How many pairs of one sample a :meth:`forward` call classifies at inference: a triple scorer expands
         every pair to one row per relation label, the pair projection does not."""
         if self.pair_projection is not None:
             return PAIRS_PER_CHUNK
         return max(1, PAIRS_PER_CHUNK // max(num_relations, 1))
 
-    def score_pair_chunk(
-        self, entity_rep: torch.Tensor, pair_index: torch.Tensor, rel_prompts: torch.Tensor
-    ) -> torch.Tensor:
-        """(E, D) entities, (n, 2) pairs, (R, D) relation prompts -> (n, R) relation logits."""
-        head = entity_rep[pair_index[:, 0]].unsqueeze(0)
-        tail = entity_rep[pair_index[:, 1]].unsqueeze(0)
-        logits, _ = self.score_relations(head, tail, rel_prompts.unsqueeze(0))
-        return logits[0]
+    def forward(self, entity_rep: torch.Tensor, pair_index: torch.Tensor, rel_prompts: torch.Tensor) -> torch.Tensor:
+        """The relation forward: (B, E, D) entity vectors, (B, N, 2) (head, tail) pairs (negative
+        on padding, which reads entity 0), (B, R, D) relation prompts -> (B, N, R) relation logits.
 
-    def forward(
+        Training calls it on its gold and sampled pairs, inference on each window's candidate pairs
+        a bounded chunk at a time (:meth:`candidate_pair_blocks`, :meth:`pairs_per_chunk`)."""
+        index = pair_index.clamp_min(0)
+        rows = torch.arange(index.size(0), device=index.device).unsqueeze(1)
+        logits, _ = self.score_relations(entity_rep[rows, index[..., 0]], entity_rep[rows, index[..., 1]], rel_prompts)
+        return logits
+
+    def reference_forward(
         self,
         span_rep: torch.Tensor,
         span_mask: torch.Tensor,
@@ -974,7 +977,9 @@ class RelationHead(nn.Module):
         threshold: float = 0.5,
         adjacency_threshold: Optional[float] = None,
     ) -> RelationHeadOutput:
-        """Run the whole relation part.
+        """The reference's relation part in one batch call, every candidate pair at once, with its
+        padding: the specification the streamed inference (:meth:`candidate_pair_blocks` and
+        :meth:`forward` per chunk) and the reference checkpoints are checked against.
 
         Args:
             span_rep: (B, W, K, D) span representations.
@@ -1011,6 +1016,17 @@ class RelationHead(nn.Module):
         return RelationHeadOutput(
             entities=entities, adjacency=adjacency, pairs=pairs, rel_logits=rel_logits, pair_rep=pair_rep
         )
+
+
+def relation_prompt_vectors(
+    token_embeddings: torch.Tensor, inputs, rel_token_id: int, embed_rel_token: bool, count: int
+) -> torch.Tensor:
+    """(B, count, D) raw ``<<REL>>`` prompt vectors of an encoded batch (``inputs``: its input ids and
+    attention mask): what the relation head scores pairs against, in training and inference."""
+    vectors, _ = gather_prompt_vectors(
+        token_embeddings, inputs.input_ids, inputs.attention_mask, rel_token_id, embed_rel_token, count=count
+    )
+    return vectors
 
 
 def build_relation_head(config: Mapping[str, Any]) -> Optional[RelationHead]:
