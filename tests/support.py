@@ -171,7 +171,7 @@ def relex_thresholds(extractor, docs_words, entity_labels, relations, entity_fra
     import torch
 
     from spacy_gliner.modeling.encoders import gather_prompt_vectors
-    from spacy_gliner.modeling.relation_heads import gather_entities
+    from spacy_gliner.modeling.relations.pairing import gather_entities
 
     head = extractor.model.relation_head
     prompt = extractor.inputs.relex_prompt_ids(entity_labels, relations)

@@ -18,18 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from spacy_gliner.modeling.relation_heads import (
-    PAIRS_PER_CHUNK,
+from spacy_gliner.modeling.relations.adjacency import SUPPORTED_RELATIONS_LAYERS, build_adjacency_scorer
+from spacy_gliner.modeling.relations.head import PAIRS_PER_CHUNK, RelationHead, build_relation_head
+from spacy_gliner.modeling.relations.reference_keys import (
     REFERENCE_KEY_PREFIXES,
-    SUPPORTED_RELATIONS_LAYERS,
-    SUPPORTED_TRIPLES_LAYERS,
-    RelationHead,
-    build_adjacency_scorer,
-    build_relation_head,
-    build_triple_scorer,
     relation_state_dict_from_reference,
     rename_reference_key,
 )
+from spacy_gliner.modeling.relations.triples import SUPPORTED_TRIPLES_LAYERS, build_triple_scorer
 from spacy_gliner.inference.relation_decoding import (
     decode_relation_candidates,
     decode_relations,

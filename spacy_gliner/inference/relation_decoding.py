@@ -1,6 +1,6 @@
 """Turn relation scores into relations, exactly as the reference GLiNER decoder does.
 
-Input tensors come from :class:`spacy_gliner.modeling.relation_heads.RelationHead`
+Input tensors come from :class:`spacy_gliner.modeling.relations.head.RelationHead`
 (or the reference model's ``rel_logits`` / ``rel_idx`` / ``rel_mask`` /
 ``entity_spans`` outputs):
 

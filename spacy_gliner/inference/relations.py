@@ -32,7 +32,8 @@ import torch
 from .decoding import DecodedSpan, greedy_select, span_candidates, token_candidates
 from .entities import EntityExtractor
 from ..modeling.checkpoint import GlinerCheckpoint
-from ..modeling.relation_heads import EntitySelection, gather_entities, relation_prompt_vectors, select_entities
+from ..modeling.relations.head import relation_prompt_vectors
+from ..modeling.relations.pairing import EntitySelection, gather_entities, select_entities
 from .relation_decoding import DecodedRelation, decode_relation_candidates
 from .token_relations import entities_at, token_entities, warn_entity_cap
 from .window_batches import WindowBatch, window_batches

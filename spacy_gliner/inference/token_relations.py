@@ -25,7 +25,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from ..modeling.relation_heads import EntitySelection
+from ..modeling.relations.pairing import EntitySelection
 
 
 def token_relation_arguments(

@@ -164,7 +164,8 @@ class RelexTrainer(Trainer):
     def loss_parts(self, batch) -> Dict[str, torch.Tensor]:
         """The weighted terms of :meth:`loss`, by name: ``entity``, and with relation labels in the
         batch ``relation`` and (models with an adjacency layer) ``adjacency``."""
-        from ..modeling.relation_heads import gather_entities, relation_prompt_vectors
+        from ..modeling.relations.head import relation_prompt_vectors
+        from ..modeling.relations.pairing import gather_entities
         from .losses import adjacency_loss, relation_loss
 
         device = self.model.device
