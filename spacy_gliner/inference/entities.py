@@ -12,11 +12,11 @@ import numpy as np
 import torch
 
 from .decoding import DecodedSpan, greedy_select, merge_adjacent_same_label, span_candidates, token_candidates
-from .label_retrieval import spans_inside
 from ..modeling.checkpoint import GlinerCheckpoint
 from ..modeling.inputs import InputBuilder
 from ..modeling.label_checks import check_label_lengths, prompt_budget
 from ..modeling.label_cache import LabelVectorCache
+from .span_grid import spans_inside
 from .window_batches import window_batches
 from .windows import Window, plan_windows
 

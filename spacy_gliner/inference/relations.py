@@ -35,6 +35,7 @@ from ..modeling.checkpoint import GlinerCheckpoint
 from ..modeling.relations.head import relation_prompt_vectors
 from ..modeling.relations.pairing import EntitySelection, gather_entities, select_entities
 from .relation_decoding import DecodedRelation, decode_relation_candidates
+from .span_grid import span_index
 from .token_relations import entities_at, token_entities, warn_entity_cap
 from .window_batches import WindowBatch, window_batches
 from .windows import Window
@@ -290,13 +291,6 @@ class WindowRelation(NamedTuple):
     label: int
     score: float
     owned: bool
-
-
-def span_index(batch_size: int, num_words: int, max_width: int, device) -> torch.Tensor:
-    """(B, W*K, 2) word (start, end inclusive) of every span slot, in flat order start*K + width."""
-    starts = torch.arange(num_words, device=device).view(num_words, 1).expand(num_words, max_width)
-    ends = starts + torch.arange(max_width, device=device).view(1, max_width)
-    return torch.stack((starts, ends), dim=-1).reshape(1, num_words * max_width, 2).expand(batch_size, -1, -1)
 
 
 def merge_window_relations(
