@@ -196,10 +196,9 @@ class RelationExtractor(EntityExtractor):
                         windows: Sequence[Window]) -> List[List[WindowRelation]]:
         """Adjacency, pairs, relation scores and decoding for a batch of windows whose relation
         arguments are ``entities`` (``reps``: the batch's encoder output for ``inputs``); relations
-        per window in document word offsets. Each window's
-        pairs are streamed through the relation head in bounded chunks (see
-        :meth:`RelationHead.candidate_pair_blocks`), so every candidate pair is classified whatever
-        the entity count, unless the opt-in ``max_pairs`` cap is set."""
+        per window in document word offsets. Each window's pairs are streamed through the relation
+        head in bounded chunks (see :meth:`RelationHead.candidate_pair_blocks`), so every candidate
+        pair is classified whatever the entity count, unless the opt-in ``max_pairs`` cap is set."""
         threshold = settings.threshold
         adjacency_threshold = threshold if settings.adjacency_threshold is None else settings.adjacency_threshold
         relation_threshold = threshold if settings.relation_threshold is None else settings.relation_threshold
