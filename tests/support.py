@@ -171,7 +171,7 @@ def relex_thresholds(extractor, docs_words, entity_labels, relations, entity_fra
     import torch
 
     from spacy_gliner.modeling.encoders import gather_prompt_vectors
-    from spacy_gliner.modeling.relation_heads import gather_entities
+    from spacy_gliner.modeling.relations.pairing import gather_entities
 
     head = extractor.model.relation_head
     prompt = extractor.inputs.relex_prompt_ids(entity_labels, relations)
@@ -206,7 +206,7 @@ def relex_thresholds(extractor, docs_words, entity_labels, relations, entity_fra
                 continue
             pairs = torch.cat(blocks)
             most = max(most, pairs.size(0))
-            probabilities.append(torch.sigmoid(head.score_pair_chunk(rep, pairs, prompts)).flatten())
+            probabilities.append(torch.sigmoid(head(rep[None], pairs[None], prompts[None])[0]).flatten())
         t_rel = threshold_in_gap(torch.cat(probabilities), relation_fraction)
     return t_ent, t_adj, t_rel, most
 

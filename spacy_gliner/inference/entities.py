@@ -12,11 +12,12 @@ import numpy as np
 import torch
 
 from .decoding import DecodedSpan, greedy_select, merge_adjacent_same_label, span_candidates, token_candidates
-from .label_retrieval import spans_inside
 from ..modeling.checkpoint import GlinerCheckpoint
 from ..modeling.inputs import InputBuilder
 from ..modeling.label_checks import check_label_lengths, prompt_budget
 from ..modeling.label_cache import LabelVectorCache
+from .span_grid import spans_inside
+from .window_batches import window_batches
 from .windows import Window, plan_windows
 
 
@@ -130,15 +131,16 @@ class EntityExtractor:
 
         Checking a million texts costs a quarter of a second, so a list already checked against
         the unchanged cache is not checked again."""
-        if self._facts(label_texts).get("complete"):
+        if self._label_list_memo(label_texts).get("all_cached"):
             return 0
         computed = self.label_cache.fill(label_texts, self.encode_label_texts, progress=progress)
-        self._facts(label_texts)["complete"] = True  # after fill: the cache version has changed
+        self._label_list_memo(label_texts)["all_cached"] = True  # after fill: the cache version has changed
         return computed
 
-    def _facts(self, label_texts: Sequence[str]) -> Dict[str, object]:
-        """What costs O(labels) to work out about one label list (a million dict look-ups per
-        batch would show up in the per-document time): kept while the same list, unedited, is used
+    def _label_list_memo(self, label_texts: Sequence[str]) -> Dict[object, object]:
+        """What costs O(labels) to work out about one label list: whether all its vectors are
+        cached, its cache rows, its stored vector matrix per device (a million dict look-ups per
+        batch would show up in the per-document time). Kept while the same list, unedited, is used
         with an unchanged cache."""
         key = (id(label_texts), len(label_texts), self.label_cache.version, _ends(label_texts))
         memo = self._label_memo
@@ -148,10 +150,10 @@ class EntityExtractor:
 
     def _label_rows(self, label_texts: Sequence[str]):
         """Cache rows of ``label_texts`` (memoised)."""
-        facts = self._facts(label_texts)
-        if "rows" not in facts:
-            facts["rows"] = self.label_cache.rows(label_texts)
-        return facts["rows"]
+        memo = self._label_list_memo(label_texts)
+        if "rows" not in memo:
+            memo["rows"] = self.label_cache.rows(label_texts)
+        return memo["rows"]
 
     @property
     def label_retriever(self):
@@ -200,7 +202,6 @@ class EntityExtractor:
     def _score_windows(self, windows, pieces, prompt, group, label_texts, settings) -> Dict[int, List[DecodedSpan]]:
         """Candidates per document, labels already mapped to positions in the full label list."""
         group = np.asarray(group)
-        order = sorted(range(len(windows)), key=lambda i: sum(len(p) for p in pieces[windows[i].doc_index][windows[i].start : windows[i].end]))
         found: Dict[int, List[DecodedSpan]] = {}
         device = self.model.device
         # post-fusion models: span vectors depend on the labels, so no per-batch span vectors here
@@ -208,20 +209,21 @@ class EntityExtractor:
         bi_span = self.config.bi_encoder and self.config.is_span_model and not fused
         rows = self._label_rows(label_texts) if self.config.bi_encoder else None
         retrieve = bi_span and self.label_top_k is not None and self.label_top_k < len(label_texts)
+
+        def encode(inputs):
+            with self._precision():
+                reps = self.inference_model.represent(inputs)
+                # bi-encoder span models: span vectors once per batch, then one product per label chunk
+                spans = self.inference_model.span_head(reps.words, reps.word_mask).float() if bi_span else None
+            return reps, spans
+
         with torch.inference_mode():
-            for begin in range(0, len(order), self.batch_size):
-                batch_windows = [windows[i] for i in order[begin : begin + self.batch_size]]
-                batch = self.inputs.build(
-                    [pieces[w.doc_index][w.start : w.end] for w in batch_windows], prompt
-                ).to(device)
-                with self._precision():
-                    reps = self.inference_model.represent(batch)
-                    # bi-encoder span models: span vectors once per batch, then one product per label chunk
-                    spans = self.inference_model.span_head(reps.words, reps.word_mask).float() if bi_span else None
+            for batch in window_batches(windows, pieces, self.inputs, self.batch_size, device, encode, prompt=prompt):
+                reps, spans = batch.encoded
                 if retrieve:
-                    chunks = [self._retrieved_candidates(spans, batch_windows, label_texts, rows, group, settings, device)]
+                    chunks = [self._retrieved_candidates(spans, batch.windows, label_texts, rows, group, settings, device)]
                 else:
-                    chunks = self._chunk_candidates(reps, spans, batch_windows, label_texts, rows, group, settings, device)
+                    chunks = self._chunk_candidates(reps, spans, batch.windows, label_texts, rows, group, settings, device)
                 for by_doc in chunks:
                     for doc_index, doc_spans in by_doc.items():
                         found.setdefault(doc_index, []).extend(doc_spans)
@@ -289,11 +291,11 @@ class EntityExtractor:
         """The label set's vectors in the cache's dtype on ``device``: a zero-copy view of the
         (possibly memory-mapped) cache when its rows are consecutive stored rows, else one
         gathered copy (memoised)."""
-        facts = self._facts(label_texts)
+        memo = self._label_list_memo(label_texts)
         key = ("stored", str(device))
-        if key not in facts:
-            facts[key] = self.label_cache.stored_tensor(self._label_rows(label_texts)).to(device)
-        return facts[key]
+        if key not in memo:
+            memo[key] = self.label_cache.stored_tensor(self._label_rows(label_texts)).to(device)
+        return memo[key]
 
     def _label_chunks(self, label_texts, device, rows=None):
         """Uni-encoder: the prompt's own labels. Bi-encoder: cached vectors, in bounded chunks.

@@ -32,14 +32,9 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from .span_grid import spans_inside
+
 POOLINGS = ("max", "mean", "max+mean")
-
-
-def spans_inside(lengths: torch.Tensor, words: int, widths: int) -> torch.Tensor:
-    """(B, W, K) bool: span (start i, width k + 1) ends inside its window of ``lengths[b]`` words."""
-    start = torch.arange(words).view(1, words, 1)
-    width = torch.arange(1, widths + 1).view(1, 1, widths)
-    return (start + width) <= lengths.cpu().view(-1, 1, 1)
 
 
 class LabelRetriever:
@@ -140,6 +135,8 @@ class LabelRetriever:
     def _select_faiss(self, queries, label_vectors, n_labels, k, key):
         import numpy as np
 
+        # kb.dense is a leaf of numpy-only dense search (it imports nothing else of the package, no
+        # KB store and no linker): one faiss wrapper for KB search and label ranking alike
         from ..kb.dense import FaissIndex
 
         if self._faiss_index is None or key is None or key != self._faiss_key:

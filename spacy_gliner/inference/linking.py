@@ -32,6 +32,7 @@ import torch
 
 from ..modeling.checkpoint import GlinerCheckpoint
 from ..modeling.inputs import InputBuilder
+from .window_batches import window_batches
 from .windows import Window, plan_windows
 
 Mention = Tuple[int, int]  # word offsets [start, end) in the document
@@ -196,18 +197,17 @@ class MentionEncoder:
                 window = windows[window_index]
                 all_windows[(doc_index, window_index)] = window
                 jobs.setdefault((doc_index, window_index), []).append((mention_index, start - window.start, end - 1 - window.start))
-        order = sorted(jobs, key=lambda key: all_windows[key].length)
-        for begin in range(0, len(order), self.batch_size):
-            keys = order[begin : begin + self.batch_size]
-            batch = self.inputs.build(
-                [pieces[d][all_windows[(d, w)].start : all_windows[(d, w)].end] for d, w in keys]
-            ).to(device)
-            words = self.model.represent(batch).words
-            for row, key in enumerate(keys):
+
+        def encode(inputs):
+            return self.model.represent(inputs).words
+
+        for batch in window_batches(list(jobs), pieces, self.inputs, self.batch_size, device, encode,
+                                    window_of=all_windows.__getitem__, length="words"):
+            for row, key in enumerate(batch.jobs):
                 items = jobs[key]
                 starts = torch.tensor([s for _, s, _ in items], device=device)
                 lasts = torch.tensor([e for _, _, e in items], device=device)
-                vectors = self.span_vectors(words[row], starts, lasts)
+                vectors = self.span_vectors(batch.encoded[row], starts, lasts)
                 for position, (mention_index, _, _) in enumerate(items):
                     rows[key[0]][mention_index] = vectors[position]
         return [torch.stack(r) if r else torch.zeros((0, dim), device=device) for r in rows]

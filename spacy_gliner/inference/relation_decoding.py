@@ -1,6 +1,6 @@
 """Turn relation scores into relations, exactly as the reference GLiNER decoder does.
 
-Input tensors come from :class:`spacy_gliner.modeling.relation_heads.RelationHead`
+Input tensors come from :class:`spacy_gliner.modeling.relations.head.RelationHead`
 (or the reference model's ``rel_logits`` / ``rel_idx`` / ``rel_mask`` /
 ``entity_spans`` outputs):
 
@@ -54,7 +54,8 @@ class DecodedRelation(NamedTuple):
     """One relation: indices into an entity list, relation label index, probability.
 
     ``pair_index`` is the candidate-pair slot it came from (useful for fetching
-    pair representations), ``label`` indexes the sample's relation label list.
+    pair representations; -1 when the relation was merged from several windows),
+    ``label`` indexes the sample's relation label list.
     """
 
     head: int

@@ -24,18 +24,20 @@ adjacency, pairing, the opt-in caps and relation scoring are the same code as ab
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
-from .decoding import DecodedSpan, greedy_select, span_candidates
+from .decoding import DecodedSpan, greedy_select, span_candidates, token_candidates
 from .entities import EntityExtractor
 from ..modeling.checkpoint import GlinerCheckpoint
-from ..modeling.encoders import gather_prompt_vectors
-from ..modeling.relation_heads import gather_entities, select_entities
-from .relation_decoding import decode_relation_candidates
-from .token_relations import warn_entity_cap
+from ..modeling.relations.head import relation_prompt_vectors
+from ..modeling.relations.pairing import EntitySelection, gather_entities, select_entities
+from .relation_decoding import DecodedRelation, decode_relation_candidates
+from .span_grid import span_index
+from .token_relations import entities_at, token_entities, warn_entity_cap
+from .window_batches import WindowBatch, window_batches
 from .windows import Window
 
 
@@ -52,19 +54,12 @@ class RelexSettings:
     max_entities: Optional[int] = None
 
 
-class DecodedRelex(NamedTuple):
-    """One relation: ``head``/``tail`` index the document's decoded entities, ``label`` the relation labels."""
-
-    head: int
-    tail: int
-    label: int
-    score: float
-
-
 @dataclass
 class RelexResult:
+    """One document's decoded entities, and its relations, whose ``head``/``tail`` index them."""
+
     entities: List[DecodedSpan]
-    relations: List[DecodedRelex]
+    relations: List[DecodedRelation]
 
 
 class RelationExtractor(EntityExtractor):
@@ -137,14 +132,14 @@ class RelationExtractor(EntityExtractor):
         docs_entity_texts: Sequence[Sequence[str]],
         relation_texts: Sequence[str],
         settings: RelexSettings,
-    ) -> Tuple[List[List[DecodedRelex]], int]:
+    ) -> Tuple[List[List[DecodedRelation]], int]:
         """Relations among given entities (word spans, end exclusive) of each document.
 
         ``docs_entity_texts[i]`` is the entity part of document i's prompt. Returns, per document,
         relations whose ``head``/``tail`` index ``docs_entities[i]``, and the number of given
         entities that no window could hold (wider than ``max_width`` or than a window).
         """
-        results: List[List[DecodedRelex]] = [[] for _ in docs_words]
+        results: List[List[DecodedRelation]] = [[] for _ in docs_words]
         unusable = 0
         jobs = []  # (window, prompt ids, given entities wholly inside it)
         pieces: Dict[int, List[List[int]]] = {}
@@ -155,10 +150,8 @@ class RelationExtractor(EntityExtractor):
                 continue
             prompt = self.inputs.relex_prompt_ids(docs_entity_texts[doc_index], relation_texts)
             pieces[doc_index] = self.inputs.word_pieces(words)
-            windows = [
-                Window(doc_index, w.start, w.end, w.own_start, w.own_end)
-                for w in self.windows_for([pieces[doc_index]], len(prompt))
-            ]
+            # windows_for numbers its documents from 0: this one is doc_index
+            windows = [replace(w, doc_index=doc_index) for w in self.windows_for([pieces[doc_index]], len(prompt))]
             held = set()
             for window in windows:
                 inside = [(s, e) for s, e in entities if window.start <= s and e <= window.end and e - s <= width]
@@ -172,59 +165,52 @@ class RelationExtractor(EntityExtractor):
         if not jobs:
             return results, unusable
         found: Dict[int, Dict[int, List[WindowRelation]]] = {}
-        order = sorted(range(len(jobs)), key=lambda j: jobs[j][0].length)
         device = self.model.device
         K = self.config.max_width
         with torch.inference_mode():
-            for begin in range(0, len(order), self.batch_size):
-                batch_jobs = [jobs[j] for j in order[begin : begin + self.batch_size]]
-                batch_windows = [job[0] for job in batch_jobs]
-                batch = self.inputs.build(
-                    [pieces[w.doc_index][w.start : w.end] for w in batch_windows], prompts=[job[1] for job in batch_jobs]
-                ).to(device)
-                reps = self.model.represent(batch)
+            for batch in window_batches(jobs, pieces, self.inputs, self.batch_size, device, self.model.represent,
+                                        window_of=lambda job: job[0], prompt_of=lambda job: job[1], length="words"):
+                reps = batch.encoded
                 if self.config.is_span_model:
                     span_rep = self.model.span_head(reps.words)
                     B, W = span_rep.shape[:2]
                     keep = torch.zeros((B, W, K), dtype=torch.bool)
-                    for b, (window, _, inside) in enumerate(batch_jobs):
+                    for b, (window, _, inside) in enumerate(batch.jobs):
                         for s, e in inside:
                             keep[b, s - window.start, e - s - 1] = True
                     entities = gather_entities(span_rep, keep.to(device), span_index(B, W, K, device))
                 else:
-                    from .token_relations import entities_at
-
                     entities = entities_at(self.model, reps.words, [
                         torch.tensor([(s - window.start, e - window.start - 1) for s, e in inside], dtype=torch.long)
-                        for window, _, inside in batch_jobs
+                        for window, _, inside in batch.jobs
                     ])
-                per_window = self._window_relations(entities, reps, batch, len(relation_texts), settings, batch_windows)
-                for window, relations in zip(batch_windows, per_window):
+                per_window = self.relations_among(entities, reps, batch.inputs, len(relation_texts), settings, batch.windows)
+                for window, relations in zip(batch.windows, per_window):
                     if relations:
                         found.setdefault(window.doc_index, {})[window.start] = relations
         for doc_index, by_window in found.items():
             results[doc_index] = merge_window_relations(by_window, [tuple(span) for span in docs_entities[doc_index]])
         return results, unusable
 
-    def _window_relations(self, entities, reps, batch, num_relations, settings: RelexSettings, batch_windows):
+    def relations_among(self, entities: EntitySelection, reps, inputs, num_relations: int, settings: RelexSettings,
+                        windows: Sequence[Window]) -> List[List[WindowRelation]]:
         """Adjacency, pairs, relation scores and decoding for a batch of windows whose relation
-        arguments are ``entities``; relations per window in document word offsets. Each window's
-        pairs are streamed through the relation head in bounded chunks (see
-        :meth:`RelationHead.candidate_pair_blocks`), so every candidate pair is classified whatever
-        the entity count, unless the opt-in ``max_pairs`` cap is set."""
+        arguments are ``entities`` (``reps``: the batch's encoder output for ``inputs``); relations
+        per window in document word offsets. Each window's pairs are streamed through the relation
+        head in bounded chunks (see :meth:`RelationHead.candidate_pair_blocks`), so every candidate
+        pair is classified whatever the entity count, unless the opt-in ``max_pairs`` cap is set."""
         threshold = settings.threshold
         adjacency_threshold = threshold if settings.adjacency_threshold is None else settings.adjacency_threshold
         relation_threshold = threshold if settings.relation_threshold is None else settings.relation_threshold
         head_module = self.model.relation_head
-        rel_prompts, _ = gather_prompt_vectors(
-            reps.token_embeddings, batch.input_ids, batch.attention_mask, self.rel_token_id,
-            self.config.embed_rel_token, count=num_relations,
+        rel_prompts = relation_prompt_vectors(
+            reps.token_embeddings, inputs, self.rel_token_id, self.config.embed_rel_token, num_relations
         )
         chunk_size = head_module.pairs_per_chunk(num_relations)
         spans = entities.spans.tolist()
         real = entities.mask.bool()
         out, most_candidates = [], 0
-        for b, window in enumerate(batch_windows):
+        for b, window in enumerate(windows):
             relations: List[WindowRelation] = []
             present = torch.nonzero(real[b]).flatten()
             # padding rows after the last real entity take part in no pair; slicing them off keeps the
@@ -236,7 +222,7 @@ class RelationExtractor(EntityExtractor):
                 blocks, candidates = _highest_adjacency_pairs(blocks, settings.max_pairs, count)
                 most_candidates = max(most_candidates, candidates)
             for pair_index in _chunks(blocks, chunk_size):
-                logits = head_module.score_pair_chunk(entity_rep, pair_index, rel_prompts[b])
+                logits = head_module(entity_rep[None], pair_index[None], rel_prompts[b : b + 1])[0]
                 decoded = decode_relation_candidates(
                     logits.unsqueeze(0), pair_index.unsqueeze(0), None, relation_threshold, num_relations
                 )[0]
@@ -259,36 +245,40 @@ class RelationExtractor(EntityExtractor):
 
     def _score_relex_windows(self, windows, pieces, prompt, num_relations, settings: RelexSettings):
         """Yield (doc_index, entity candidates, window, relation candidates) per window."""
-        if not self.config.is_span_model:
-            from .token_relations import score_token_relex_windows
-
-            yield from score_token_relex_windows(self, windows, pieces, prompt, num_relations, settings)
-            return
-        threshold = settings.threshold
-        order = sorted(
-            range(len(windows)),
-            key=lambda i: sum(len(p) for p in pieces[windows[i].doc_index][windows[i].start : windows[i].end]),
-        )
-        K = self.config.max_width
-        device = self.model.device
+        arguments = self._span_arguments if self.config.is_span_model else self._token_arguments
         with torch.inference_mode():
-            for begin in range(0, len(order), self.batch_size):
-                batch_windows = [windows[i] for i in order[begin : begin + self.batch_size]]
-                batch = self.inputs.build([pieces[w.doc_index][w.start : w.end] for w in batch_windows], prompt).to(device)
-                reps = self.model.represent(batch)
-                logits, span_rep = self.model.score_spans(reps)
-                by_doc = span_candidates(logits, batch_windows, threshold)
-                B, W = logits.shape[:2]
-                span_idx = span_index(B, W, K, device)
-                span_mask = span_idx[..., 1] < batch.num_words.to(device).view(B, 1)
-                entities = select_entities(span_rep, logits, span_mask, span_idx, threshold)
-                if settings.max_entities is not None and entities.mask.size(1) > settings.max_entities:
-                    entities = _top_entities(span_rep, logits, span_mask, span_idx, threshold, settings.max_entities)
-                per_window = self._window_relations(entities, reps, batch, num_relations, settings, batch_windows)
-                for window, relations in zip(batch_windows, per_window):
+            for batch in window_batches(windows, pieces, self.inputs, self.batch_size, self.model.device,
+                                        self.model.represent, prompt=prompt):
+                by_doc, entities = arguments(batch, settings)
+                per_window = self.relations_among(entities, batch.encoded, batch.inputs, num_relations, settings, batch.windows)
+                for window, relations in zip(batch.windows, per_window):
                     yield window.doc_index, [], window, relations
                 for doc_index, doc_spans in by_doc.items():
                     yield doc_index, doc_spans, None, []
+
+    def _span_arguments(self, batch: WindowBatch, settings: RelexSettings):
+        """Span models: entity candidates by document, and the relation arguments (spans whose best
+        label probability passes the threshold)."""
+        threshold = settings.threshold
+        device = self.model.device
+        logits, span_rep = self.model.score_spans(batch.encoded)
+        by_doc = span_candidates(logits, batch.windows, threshold)
+        B, W = logits.shape[:2]
+        span_idx = span_index(B, W, self.config.max_width, device)
+        span_mask = span_idx[..., 1] < batch.inputs.num_words.to(device).view(B, 1)
+        entities = select_entities(span_rep, logits, span_mask, span_idx, threshold)
+        if settings.max_entities is not None and entities.mask.size(1) > settings.max_entities:
+            entities = _top_entities(span_rep, logits, span_mask, span_idx, threshold, settings.max_entities)
+        return by_doc, entities
+
+    def _token_arguments(self, batch: WindowBatch, settings: RelexSettings):
+        """Token-level models: entity candidates by document, and the relation arguments read from
+        start/end/inside scores (:mod:`spacy_gliner.inference.token_relations`)."""
+        logits = self.model.score(batch.encoded)  # (B, W, C, 3), projected entity prompts
+        by_doc = token_candidates(logits, batch.windows, settings.threshold)
+        lengths = [w.length for w in batch.windows]
+        entities = token_entities(self.model, batch.encoded.words, logits, lengths, settings.threshold, settings.max_entities)
+        return by_doc, entities
 
 
 class WindowRelation(NamedTuple):
@@ -302,16 +292,9 @@ class WindowRelation(NamedTuple):
     owned: bool
 
 
-def span_index(batch_size: int, num_words: int, max_width: int, device) -> torch.Tensor:
-    """(B, W*K, 2) word (start, end inclusive) of every span slot, in flat order start*K + width."""
-    starts = torch.arange(num_words, device=device).view(num_words, 1).expand(num_words, max_width)
-    ends = starts + torch.arange(max_width, device=device).view(1, max_width)
-    return torch.stack((starts, ends), dim=-1).reshape(1, num_words * max_width, 2).expand(batch_size, -1, -1)
-
-
 def merge_window_relations(
     by_window: Dict[int, List[WindowRelation]], entity_spans: Sequence[Tuple[int, int]]
-) -> List[DecodedRelex]:
+) -> List[DecodedRelation]:
     """One document's relations from all its windows (keyed by window start), arguments mapped to
     positions in ``entity_spans`` by exact boundaries (first match wins); relations whose head or
     tail is not among them are dropped. A relation seen by several windows is reported once, with
@@ -332,7 +315,7 @@ def merge_window_relations(
                 chosen[key] = (rel.score, rel.owned)
             elif rel.owned and not chosen[key][1]:
                 chosen[key] = (rel.score, rel.owned)
-    return [DecodedRelex(h, t, c, chosen[(h, t, c)][0]) for h, t, c in order]
+    return [DecodedRelation(h, t, c, chosen[(h, t, c)][0]) for h, t, c in order]
 
 
 def _top_entities(span_rep, logits, span_mask, span_idx, threshold: float, cap: int):

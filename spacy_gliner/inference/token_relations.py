@@ -25,7 +25,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from ..modeling.relation_heads import EntitySelection
+from ..modeling.relations.pairing import EntitySelection
 
 
 def token_relation_arguments(
@@ -112,33 +112,6 @@ def entities_at(model, words: torch.Tensor, spans_per_window: Sequence[torch.Ten
     # no span-grid slot behind a token-level argument
     flat_index = torch.full((B, E), -1, dtype=torch.long, device=words.device)
     return EntitySelection(rep=rep, mask=mask, spans=span_idx, flat_index=flat_index)
-
-
-def score_token_relex_windows(extractor, windows, pieces, prompt, num_relations, settings):
-    """:meth:`RelationExtractor._score_relex_windows` for token-level relex checkpoints: yield
-    (doc_index, entity candidates, window, relation candidates) per window."""
-    from .decoding import token_candidates
-
-    order = sorted(
-        range(len(windows)),
-        key=lambda i: sum(len(p) for p in pieces[windows[i].doc_index][windows[i].start : windows[i].end]),
-    )
-    model = extractor.model
-    device = model.device
-    with torch.inference_mode():
-        for begin in range(0, len(order), extractor.batch_size):
-            batch_windows = [windows[i] for i in order[begin : begin + extractor.batch_size]]
-            batch = extractor.inputs.build([pieces[w.doc_index][w.start : w.end] for w in batch_windows], prompt).to(device)
-            reps = model.represent(batch)
-            logits = model.score(reps)  # (B, W, C, 3), projected entity prompts
-            by_doc = token_candidates(logits, batch_windows, settings.threshold)
-            lengths = [w.length for w in batch_windows]
-            entities = token_entities(model, reps.words, logits, lengths, settings.threshold, settings.max_entities)
-            per_window = extractor._window_relations(entities, reps, batch, num_relations, settings, batch_windows)
-            for window, relations in zip(batch_windows, per_window):
-                yield window.doc_index, [], window, relations
-            for doc_index, doc_spans in by_doc.items():
-                yield doc_index, doc_spans, None, []
 
 
 def warn_entity_cap(count: int, cap: int, kept: str) -> None:

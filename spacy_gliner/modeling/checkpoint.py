@@ -97,7 +97,7 @@ def relation_prefixes(config: GlinerConfig) -> List[Tuple[str, str]]:
     """
     if not config.relex:
         return []
-    from .relation_heads import REFERENCE_KEY_PREFIXES
+    from .relations.reference_keys import REFERENCE_KEY_PREFIXES
 
     layer = (config.relations_layer or "").lower()
     skip = {"relations_rep_layer.relation_rep_layer." + ("proj." if layer == "gat" else "linear.")}

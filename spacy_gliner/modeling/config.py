@@ -216,7 +216,7 @@ _TRIPLES_PARTS = {"ComplEx": 2, "SimplE": 2, "QuatE": 4}
 def _check_triples_layer(mode: Any, hidden_size: int, source: str) -> None:
     """Refuse, by name, triple modes that cannot run: unknown ones, ConvE (the reference cannot
     build it from a config either) and dimension mismatches that crash the reference too."""
-    from .relation_heads import REFERENCE_TRIPLES_DIM, SUPPORTED_TRIPLES_LAYERS
+    from .relations.triples import REFERENCE_TRIPLES_DIM, SUPPORTED_TRIPLES_LAYERS
 
     if mode == "ConvE":
         raise UnsupportedCheckpointError(

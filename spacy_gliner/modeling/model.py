@@ -40,7 +40,7 @@ class WordRepresentations:
 
 
 def relation_head_config(config: GlinerConfig) -> Dict[str, Any]:
-    """The config keys :func:`relation_heads.build_relation_head` reads, from a relex config."""
+    """The config keys :func:`relations.head.build_relation_head` reads, from a relex config."""
     return {
         "relations_layer": config.relations_layer,
         "triples_layer": config.raw.get("triples_layer"),
@@ -89,7 +89,7 @@ class GlinerModel(nn.Module):
                 config.post_fusion_schema,
             )
         if config.relex:
-            from .relation_heads import build_relation_head
+            from .relations.head import build_relation_head
 
             # Relex checkpoints: the relation part (adjacency, pair projection) on top of the span model.
             self.relation_head = build_relation_head(relation_head_config(config))

@@ -8,7 +8,7 @@ What the reference (``gliner`` 0.2.29, ``RelationExtractionSpanProcessor`` and
   the example's gold relation types and its corpus's relation label set.
 * **Relation arguments**: the gold spans whose label is in the prompt (the reference selects spans
   whose target row has a 1), packed in flat span order ``start * max_width + width``, which is the
-  order :func:`~spacy_gliner.modeling.relation_heads.gather_entities` packs them in.
+  order :func:`~spacy_gliner.modeling.relations.pairing.gather_entities` packs them in.
 * **Pairs** (teacher forcing): every gold pair, plus negative pairs: the reversed direction of each
   gold pair that is not itself gold, then random distinct pairs until there are
   ``max(1, int(#gold pairs * ratio))`` negatives, ``ratio`` drawn uniformly from

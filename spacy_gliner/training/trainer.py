@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Callable, Dict, Iterable, Optional
 
 import torch
 
@@ -157,11 +157,15 @@ class RelexTrainer(Trainer):
         super().__init__(model, settings)
         self.relex = relex
         self.rel_token_id = rel_token_id
-        self.last_parts: dict = {}
 
     def loss(self, batch, label_vectors: Optional[torch.Tensor] = None) -> torch.Tensor:
-        from ..modeling.encoders import gather_prompt_vectors
-        from ..modeling.relation_heads import gather_entities
+        return sum(self.loss_parts(batch).values())
+
+    def loss_parts(self, batch) -> Dict[str, torch.Tensor]:
+        """The weighted terms of :meth:`loss`, by name: ``entity``, and with relation labels in the
+        batch ``relation`` and (models with an adjacency layer) ``adjacency``."""
+        from ..modeling.relations.head import relation_prompt_vectors
+        from ..modeling.relations.pairing import gather_entities
         from .losses import adjacency_loss, relation_loss
 
         device = self.model.device
@@ -169,8 +173,7 @@ class RelexTrainer(Trainer):
         reps = self.model.represent(encoded)
         logits, span_rep = self.model.score_spans(reps, only_valid_spans=True)
         r = self.relex
-        total = self.entity_loss(logits, batch.entity) * r.span_loss_coef
-        parts = {"entity": float(total.detach())}
+        parts = {"entity": self.entity_loss(logits, batch.entity) * r.span_loss_coef}
         pair_mask = batch.pair_mask.to(device)
         if batch.num_relation_labels and bool(pair_mask.any()):
             s = self.settings
@@ -182,23 +185,17 @@ class RelexTrainer(Trainer):
             )
             head_module = self.model.relation_head
             entities = gather_entities(span_rep, batch.entity_keep.to(device))
-            rel_prompts, _ = gather_prompt_vectors(
-                reps.token_embeddings, encoded.input_ids, encoded.attention_mask, self.rel_token_id,
-                self.model.config.embed_rel_token, count=batch.num_relation_labels,
+            rel_prompts = relation_prompt_vectors(
+                reps.token_embeddings, encoded, self.rel_token_id, self.model.config.embed_rel_token,
+                batch.num_relation_labels,
             )
-            index = batch.pair_index.to(device).clamp_min(0)
-            rows = torch.arange(index.size(0), device=device).unsqueeze(1)
-            head, tail = entities.rep[rows, index[..., 0]], entities.rep[rows, index[..., 1]]
-            rel_logits, _ = head_module.score_relations(head, tail, rel_prompts)
+            rel_logits = head_module(entities.rep, batch.pair_index.to(device), rel_prompts)
             rel = relation_loss(
                 rel_logits, batch.relation_targets.to(device), pair_mask, batch.relation_label_mask.to(device), **common
             )
-            total = total + rel * r.relation_loss_coef
-            parts["relation"] = float(rel.detach())
+            parts["relation"] = rel * r.relation_loss_coef
             adjacency = head_module.score_adjacency(entities.rep, entities.mask)
             if adjacency is not None:
                 adj = adjacency_loss(adjacency, batch.adjacency.to(device), entities.mask, **common)
-                total = total + adj * r.adjacency_loss_coef
-                parts["adjacency"] = float(adj.detach())
-        self.last_parts = parts
-        return total
+                parts["adjacency"] = adj * r.adjacency_loss_coef
+        return parts

@@ -64,7 +64,7 @@ def relex_models(tmp_path_factory):
 
 def _probe(component, texts, relations):
     """Best entity probabilities per span and adjacency values among the top spans (our stages)."""
-    from spacy_gliner.modeling.relation_heads import gather_entities
+    from spacy_gliner.modeling.relations.pairing import gather_entities
 
     ex = component.extractor
     best, adjacency = [], []
@@ -420,7 +420,7 @@ def test_dense_nested_window_classifies_every_pair(relex_models, conll04, dense_
     t_ent, t_adj, t_rel, pairs = _dense_thresholds(component, [dense_text], relations, 260 / spans, 0.5, 0.2)
     component.cfg.update(threshold=t_ent, adjacency_threshold=t_adj, relation_threshold=t_rel)
     assert pairs > 10_000  # more than the old default cap, so a capped run would drop pairs
-    from spacy_gliner.modeling.relation_heads import PAIRS_PER_CHUNK
+    from spacy_gliner.modeling.relations.head import PAIRS_PER_CHUNK
     assert pairs > 2 * PAIRS_PER_CHUNK  # and several chunks
 
     ours = _our_relations(nlp, [dense_text])

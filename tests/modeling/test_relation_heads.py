@@ -18,18 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from spacy_gliner.modeling.relation_heads import (
-    PAIRS_PER_CHUNK,
+from spacy_gliner.modeling.relations.adjacency import SUPPORTED_RELATIONS_LAYERS, build_adjacency_scorer
+from spacy_gliner.modeling.relations.head import PAIRS_PER_CHUNK, RelationHead, build_relation_head
+from spacy_gliner.modeling.relations.reference_keys import (
     REFERENCE_KEY_PREFIXES,
-    SUPPORTED_RELATIONS_LAYERS,
-    SUPPORTED_TRIPLES_LAYERS,
-    RelationHead,
-    build_adjacency_scorer,
-    build_relation_head,
-    build_triple_scorer,
     relation_state_dict_from_reference,
     rename_reference_key,
 )
+from spacy_gliner.modeling.relations.triples import SUPPORTED_TRIPLES_LAYERS, build_triple_scorer
 from spacy_gliner.inference.relation_decoding import (
     decode_relation_candidates,
     decode_relations,
@@ -332,7 +328,7 @@ def test_forward_parity(reference_checkpoints, reference_runs, cfg):
     for (t_ent, t_adj, _t_rel), data in reference_runs[cfg]:
         out_ref = data["output"]
         with torch.no_grad():
-            ours = head(
+            ours = head.reference_forward(
                 data["span_rep"],
                 data["span_mask"],
                 out_ref.rel_prompts_embedding,
@@ -370,7 +366,7 @@ def test_forward_from_entity_prompts_matches_logits(reference_checkpoints, refer
     (t_ent, t_adj, _), data = reference_runs[cfg][0]
     out_ref = data["output"]
     with torch.no_grad():
-        ours = head(
+        ours = head.reference_forward(
             data["span_rep"],
             data["span_mask"],
             out_ref.rel_prompts_embedding,
@@ -393,7 +389,7 @@ def test_explicit_entity_keep(reference_checkpoints, reference_runs):
     B = out_ref.logits.size(0)
     keep = torch.sigmoid(out_ref.logits).max(dim=-1).values.reshape(B, -1) > t_ent
     with torch.no_grad():
-        ours = head(
+        ours = head.reference_forward(
             data["span_rep"],
             data["span_mask"],
             out_ref.rel_prompts_embedding,
@@ -428,7 +424,7 @@ def _check_decoding(head, data, t_ent, t_adj, t_rel, rel_types, expected):
     assert got == expected
 
     with torch.no_grad():
-        ours = head(
+        ours = head.reference_forward(
             data["span_rep"],
             data["span_mask"],
             out_ref.rel_prompts_embedding,
@@ -582,7 +578,7 @@ def test_no_entities_gives_empty_pairs(mode):
     span_mask = torch.ones(2, 12, dtype=torch.bool)
     span_idx = torch.zeros(2, 12, 2, dtype=torch.long)
     with torch.no_grad():
-        out = head(
+        out = head.reference_forward(
             span_rep, span_mask, torch.randn(2, 5, 16), span_idx, span_logits=torch.randn(2, 4, 3, 2), threshold=1.0
         )
     assert out.entities.rep.shape == (2, 0, 16)
@@ -604,7 +600,7 @@ def test_no_entities_gives_empty_pairs(mode):
 )
 def test_streamed_pairs_and_chunked_scores_equal_the_whole_computation(layer, triples):
     """candidate_pair_blocks (tiny blocks, so many of them) lists exactly make_pairs' pairs in the same
-    order with the same adjacency values, and score_pair_chunk (odd chunk sizes) gives
+    order with the same adjacency values, and the relation forward on chunks (odd chunk sizes) gives
     score_relations' logits: the extractor's chunked path is the reference's computation, cut up."""
     from support import threshold_in_gap
 
@@ -638,7 +634,7 @@ def test_streamed_pairs_and_chunked_scores_equal_the_whole_computation(layer, tr
         else:
             values = torch.cat([values for _, values in blocks])
             assert torch.allclose(values, adjacency[0][pairs[:, 0], pairs[:, 1]], atol=1e-6, rtol=0)
-        logits = torch.cat([head.score_pair_chunk(rep[0], pairs[i : i + 37], prompts[0])
+        logits = torch.cat([head(rep[:1], pairs[None, i : i + 37], prompts[:1])[0]
                             for i in range(0, pairs.size(0), 37)])
     assert torch.allclose(logits, expected_logits, atol=1e-5, rtol=0)
     assert head.pairs_per_chunk(5) == (PAIRS_PER_CHUNK if triples is None else PAIRS_PER_CHUNK // 5)

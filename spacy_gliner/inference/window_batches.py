@@ -1,0 +1,72 @@
+"""The encoder loop every task shares: windows sorted by length, cut into batches, encoded.
+
+Entity extraction, relation extraction (end to end and between given entities) and linking all
+read documents through planned windows (:mod:`spacy_gliner.inference.windows`). Each hands its
+jobs (a window, or a window with what it needs besides) to :func:`window_batches`, which sorts
+them shortest first (batches then pad their rows to similar lengths), builds the encoder inputs
+and runs the task's encoder on each batch. The caller chooses the grad mode: linking trains
+through this loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Generic, Iterator, List, Mapping, Optional, Sequence, TypeVar, Union
+
+from ..modeling.inputs import InputBuilder
+from ..modeling.model import EncodedBatch
+from .windows import Window
+
+Job = TypeVar("Job")
+Encoded = TypeVar("Encoded")
+
+# a document's subword ids per word, by document index (a list, or a dict of the documents used)
+DocumentPieces = Union[Sequence[Sequence[List[int]]], Mapping[int, Sequence[List[int]]]]
+
+
+@dataclass
+class WindowBatch(Generic[Job, Encoded]):
+    jobs: List[Job]
+    windows: List[Window]  # windows[i] is jobs[i]'s window
+    inputs: EncodedBatch  # on the model's device
+    encoded: Encoded  # what the task's ``encode`` made of ``inputs``
+
+
+def window_batches(
+    jobs: Sequence[Job],
+    pieces: DocumentPieces,
+    builder: InputBuilder,
+    batch_size: int,
+    device,
+    encode: Callable[[EncodedBatch], Encoded],
+    window_of: Optional[Callable[[Job], Window]] = None,
+    prompt: Optional[List[int]] = None,
+    prompt_of: Optional[Callable[[Job], List[int]]] = None,
+    length: str = "subwords",
+) -> Iterator[WindowBatch[Job, Encoded]]:
+    """Batches of ``batch_size`` jobs, shortest first, encoded by ``encode``.
+
+    ``window_of(job)`` is the job's window (the job itself by default). Every row gets the
+    label ``prompt``, or its own ``prompt_of(job)``. ``length`` orders jobs by their window's
+    ``"subwords"`` or ``"words"``; the sort is stable, so equal lengths keep the jobs' order.
+    """
+    windows = [job if window_of is None else window_of(job) for job in jobs]
+    if length == "subwords":
+        def size(i: int) -> int:
+            window = windows[i]
+            return sum(len(p) for p in pieces[window.doc_index][window.start : window.end])
+    elif length == "words":
+        def size(i: int) -> int:
+            return windows[i].length
+    else:
+        raise ValueError(f"window length is counted in 'subwords' or 'words', not {length!r}")
+    order = sorted(range(len(jobs)), key=size)
+    for begin in range(0, len(order), batch_size):
+        chosen = order[begin : begin + batch_size]
+        batch_windows = [windows[i] for i in chosen]
+        texts = [pieces[w.doc_index][w.start : w.end] for w in batch_windows]
+        if prompt_of is not None:
+            built = builder.build(texts, prompts=[prompt_of(jobs[i]) for i in chosen])
+        else:
+            built = builder.build(texts, prompt)
+        built = built.to(device)
+        yield WindowBatch([jobs[i] for i in chosen], batch_windows, built, encode(built))
