@@ -32,6 +32,7 @@ from spacy_gliner.inference.relation_decoding import (
     map_model_entities_to_decoded,
 )
 
+from modeling.relation_oracle import make_pairs, reference_forward
 from support import DATA, separating_threshold, threshold_in_gap
 
 gliner = pytest.importorskip("gliner")
@@ -328,7 +329,8 @@ def test_forward_parity(reference_checkpoints, reference_runs, cfg):
     for (t_ent, t_adj, _t_rel), data in reference_runs[cfg]:
         out_ref = data["output"]
         with torch.no_grad():
-            ours = head.reference_forward(
+            ours = reference_forward(
+                head,
                 data["span_rep"],
                 data["span_mask"],
                 out_ref.rel_prompts_embedding,
@@ -366,7 +368,8 @@ def test_forward_from_entity_prompts_matches_logits(reference_checkpoints, refer
     (t_ent, t_adj, _), data = reference_runs[cfg][0]
     out_ref = data["output"]
     with torch.no_grad():
-        ours = head.reference_forward(
+        ours = reference_forward(
+            head,
             data["span_rep"],
             data["span_mask"],
             out_ref.rel_prompts_embedding,
@@ -389,7 +392,8 @@ def test_explicit_entity_keep(reference_checkpoints, reference_runs):
     B = out_ref.logits.size(0)
     keep = torch.sigmoid(out_ref.logits).max(dim=-1).values.reshape(B, -1) > t_ent
     with torch.no_grad():
-        ours = head.reference_forward(
+        ours = reference_forward(
+            head,
             data["span_rep"],
             data["span_mask"],
             out_ref.rel_prompts_embedding,
@@ -424,7 +428,8 @@ def _check_decoding(head, data, t_ent, t_adj, t_rel, rel_types, expected):
     assert got == expected
 
     with torch.no_grad():
-        ours = head.reference_forward(
+        ours = reference_forward(
+            head,
             data["span_rep"],
             data["span_mask"],
             out_ref.rel_prompts_embedding,
@@ -578,7 +583,8 @@ def test_no_entities_gives_empty_pairs(mode):
     span_mask = torch.ones(2, 12, dtype=torch.bool)
     span_idx = torch.zeros(2, 12, 2, dtype=torch.long)
     with torch.no_grad():
-        out = head.reference_forward(
+        out = reference_forward(
+            head,
             span_rep, span_mask, torch.randn(2, 5, 16), span_idx, span_logits=torch.randn(2, 4, 3, 2), threshold=1.0
         )
     assert out.entities.rep.shape == (2, 0, 16)
@@ -619,7 +625,7 @@ def test_streamed_pairs_and_chunked_scores_equal_the_whole_computation(layer, tr
             real = mask[0].bool()
             valid = real.unsqueeze(1) & real.unsqueeze(0) & ~torch.eye(40, dtype=torch.bool)
             threshold = threshold_in_gap(adjacency[0][valid], 0.5)
-        whole = head.make_pairs(rep, mask, adjacency, threshold)
+        whole = make_pairs(head, rep, mask, adjacency, threshold)
         expected_pairs = whole.index[0][whole.mask[0]]
         expected_logits, _ = head.score_relations(whole.head, whole.tail, prompts)
         expected_logits = expected_logits[0][whole.mask[0]]

@@ -2,7 +2,6 @@
 shared span model, and the relation forward training and inference both call."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Optional, Tuple
 
 import torch
@@ -11,15 +10,6 @@ from torch import nn
 from ..encoders import gather_prompt_vectors
 from ..layers import Dropout
 from .adjacency import SUPPORTED_RELATIONS_LAYERS, build_adjacency_scorer
-from .pairing import (
-    CandidatePairs,
-    EntitySelection,
-    all_candidate_pairs,
-    candidate_pairs_from_adjacency,
-    gather_entities,
-    select_entities,
-    span_logits_from_prompts,
-)
 from .reference_keys import relation_state_dict_from_reference
 from .triples import build_triple_scorer
 
@@ -42,27 +32,6 @@ def _two_layer_projection(in_dim: int, out_dim: int, dropout: float) -> nn.Seque
         Dropout(dropout),
         nn.Linear(out_dim * 4, out_dim),
     )
-
-
-@dataclass
-class RelationHeadOutput:
-    """Everything the relation part produces for one batch.
-
-    entities: the selected relation arguments (see :class:`EntitySelection`).
-    adjacency: (B, E, E) adjacency probabilities, or None when
-        ``relations_layer == "none"``.
-    pairs: the candidate pairs (see :class:`CandidatePairs`), N pairs.
-    rel_logits: (B, N, R) relation logits (apply sigmoid for probabilities;
-        for triple scorers these are the raw triple scores).
-    pair_rep: (B, N, D) projected pair representations (pair-projection
-        models only), else None.
-    """
-
-    entities: EntitySelection
-    adjacency: Optional[torch.Tensor]
-    pairs: CandidatePairs
-    rel_logits: torch.Tensor
-    pair_rep: Optional[torch.Tensor] = None
 
 
 class RelationHead(nn.Module):
@@ -124,18 +93,6 @@ class RelationHead(nn.Module):
             return None
         return self.adjacency_scorer(entity_rep, entity_mask)
 
-    def make_pairs(
-        self,
-        entity_rep: torch.Tensor,
-        entity_mask: torch.Tensor,
-        adjacency: Optional[torch.Tensor],
-        adjacency_threshold: float = 0.5,
-    ) -> CandidatePairs:
-        """Candidate pairs: by adjacency threshold, or all pairs without an adjacency layer."""
-        if self.adjacency_scorer is None or adjacency is None:
-            return all_candidate_pairs(entity_rep, entity_mask)
-        return candidate_pairs_from_adjacency(adjacency, entity_rep, adjacency_threshold)
-
     def score_relations(
         self, head_rep: torch.Tensor, tail_rep: torch.Tensor, rel_prompts: torch.Tensor
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -152,7 +109,7 @@ class RelationHead(nn.Module):
 
     # -- bounded-memory inference over one sample ----------------------------------------------
     #
-    # reference_forward() builds every candidate pair of a batch at once, as the reference does: N = E^2 pairs
+    # The reference builds every candidate pair of a batch at once (tests/modeling/relation_oracle.py): N = E^2 pairs
     # in the worst case, each carrying a (2D -> 4D -> D) projection, which is what made the reference
     # need tens of GB on a few hundred entities. The methods below give the same pairs, in the same
     # order, with the same scores, a bounded block at a time.
@@ -166,7 +123,7 @@ class RelationHead(nn.Module):
     ) -> Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
         """One sample's candidate pairs, ``entity_rep`` (E, D) and ``entity_mask`` (E,), as
         successive ``(index (n, 2) long, adjacency (n,) or None)`` blocks whose concatenation is
-        :meth:`make_pairs`' row-major list. Each block covers at most ``block_cells`` (head, tail)
+        the reference's row-major pair list (tests/modeling/relation_oracle.py). Each block covers at most ``block_cells`` (head, tail)
         cells (at least one head row), so memory does not grow with E^2."""
         E = entity_rep.size(0)
         device = entity_rep.device
@@ -216,58 +173,6 @@ class RelationHead(nn.Module):
         logits, _ = self.score_relations(entity_rep[rows, index[..., 0]], entity_rep[rows, index[..., 1]], rel_prompts)
         return logits
 
-    def reference_forward(
-        self,
-        span_rep: torch.Tensor,
-        span_mask: torch.Tensor,
-        rel_prompts: torch.Tensor,
-        span_idx: Optional[torch.Tensor] = None,
-        *,
-        span_logits: Optional[torch.Tensor] = None,
-        entity_prompts: Optional[torch.Tensor] = None,
-        entity_keep: Optional[torch.Tensor] = None,
-        threshold: float = 0.5,
-        adjacency_threshold: Optional[float] = None,
-    ) -> RelationHeadOutput:
-        """The reference's relation part in one batch call, every candidate pair at once, with its
-        padding: the specification the streamed inference (:meth:`candidate_pair_blocks` and
-        :meth:`forward` per chunk) and the reference checkpoints are checked against.
-
-        Args:
-            span_rep: (B, W, K, D) span representations.
-            span_mask: (B, W*K) or (B, W, K) valid-span mask.
-            rel_prompts: (B, R, D) raw ``<<REL>>`` token embeddings (after the
-                encoder's output projection, NOT through ``prompt_rep_layer``).
-            span_idx: (B, W*K, 2) word-level (start, end-inclusive) per span;
-                only needed to report ``entities.spans``.
-            span_logits: (B, W, K, C) entity logits; or give
-            entity_prompts: (B, C, D) projected entity prompts to compute them.
-            entity_keep: (B, W*K) bool - pair exactly these spans instead of the
-                reference's threshold selection.
-            threshold: entity threshold for the reference selection.
-            adjacency_threshold: pair threshold; defaults to ``threshold`` (as
-                in the reference's ``inference``).
-        """
-        if adjacency_threshold is None:
-            adjacency_threshold = threshold
-        if entity_keep is not None:
-            entities = gather_entities(
-                span_rep,
-                entity_keep.reshape(span_rep.size(0), -1).bool() & span_mask.reshape(span_rep.size(0), -1).bool(),
-                span_idx,
-            )
-        else:
-            if span_logits is None:
-                if entity_prompts is None:
-                    raise ValueError("pass span_logits or entity_prompts (or entity_keep)")
-                span_logits = span_logits_from_prompts(span_rep, entity_prompts)
-            entities = select_entities(span_rep, span_logits, span_mask, span_idx, threshold)
-        adjacency = self.score_adjacency(entities.rep, entities.mask)
-        pairs = self.make_pairs(entities.rep, entities.mask, adjacency, adjacency_threshold)
-        rel_logits, pair_rep = self.score_relations(pairs.head, pairs.tail, rel_prompts)
-        return RelationHeadOutput(
-            entities=entities, adjacency=adjacency, pairs=pairs, rel_logits=rel_logits, pair_rep=pair_rep
-        )
 
 
 def relation_prompt_vectors(

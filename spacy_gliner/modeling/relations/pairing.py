@@ -4,7 +4,7 @@ are classified."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -22,27 +22,6 @@ class EntitySelection:
     mask: torch.Tensor
     spans: Optional[torch.Tensor]
     flat_index: torch.Tensor
-
-
-@dataclass
-class CandidatePairs:
-    """Directed entity pairs to classify.
-
-    ``index``: (B, N, 2) long ``(head, tail)`` entity indices, -1 on padding;
-    ``mask``: (B, N) bool; ``head`` / ``tail``: (B, N, D) representations
-    (padding rows hold entity 0's representation, or zeros when no sample in the
-    batch has any pair - then N == 1).
-    """
-
-    index: torch.Tensor
-    mask: torch.Tensor
-    head: torch.Tensor
-    tail: torch.Tensor
-
-
-def span_logits_from_prompts(span_rep: torch.Tensor, entity_prompts: torch.Tensor) -> torch.Tensor:
-    """Entity span logits ``(B, W, K, C)`` from span reps and projected entity prompts."""
-    return torch.einsum("BLKD,BCD->BLKC", span_rep, entity_prompts)
 
 
 def _pack_rows(values: torch.Tensor, keep: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -121,54 +100,3 @@ def select_entities(
         # the reference zeroes the boundaries of masked spans before selecting
         span_idx = span_idx.reshape(B, -1, 2) * span_mask.unsqueeze(-1).long()
     return gather_entities(span_rep, keep, span_idx)
-
-
-def pairs_from_lists(
-    pair_lists: Iterable[torch.Tensor], entity_rep: torch.Tensor, batch_size: int
-) -> CandidatePairs:
-    pair_lists = list(pair_lists)
-    device = entity_rep.device
-    D = entity_rep.size(-1)
-    N = max((p.shape[0] for p in pair_lists), default=0)
-    if N == 0:
-        index = torch.full((batch_size, 1, 2), -1, dtype=torch.long, device=device)
-        mask = torch.zeros((batch_size, 1), dtype=torch.bool, device=device)
-        zeros = torch.zeros((batch_size, 1, D), dtype=entity_rep.dtype, device=device)
-        return CandidatePairs(index=index, mask=mask, head=zeros, tail=zeros)
-    index = torch.full((batch_size, N, 2), -1, dtype=torch.long, device=device)
-    mask = torch.zeros((batch_size, N), dtype=torch.bool, device=device)
-    for b, pairs in enumerate(pair_lists):
-        index[b, : pairs.shape[0]] = pairs
-        mask[b, : pairs.shape[0]] = True
-    rows = torch.arange(batch_size, device=device).unsqueeze(1)
-    head = entity_rep[rows, index[..., 0].clamp_min(0)]
-    tail = entity_rep[rows, index[..., 1].clamp_min(0)]
-    return CandidatePairs(index=index, mask=mask, head=head, tail=tail)
-
-
-def candidate_pairs_from_adjacency(
-    adjacency: torch.Tensor, entity_rep: torch.Tensor, adjacency_threshold: float = 0.5
-) -> CandidatePairs:
-    """Directed pairs ``(i, j)``, ``i != j``, with ``adjacency[b, i, j] > threshold``.
-
-    Ordered row-major (by head, then tail).  Only the adjacency values decide -
-    padded entities are excluded because the scorers zero their rows/columns.
-    """
-    B, E, _ = adjacency.shape
-    off_diagonal = ~torch.eye(E, dtype=torch.bool, device=adjacency.device)
-    pair_lists = [torch.nonzero((adjacency[b] > adjacency_threshold) & off_diagonal) for b in range(B)]
-    return pairs_from_lists(pair_lists, entity_rep, B)
-
-
-def all_candidate_pairs(entity_rep: torch.Tensor, entity_mask: torch.Tensor) -> CandidatePairs:
-    """Every directed pair of distinct real entities (``relations_layer="none"``)."""
-    B = entity_rep.size(0)
-    counts = entity_mask.long().sum(dim=1).tolist()
-    pair_lists = []
-    for n in counts:
-        if n < 2:
-            pair_lists.append(torch.zeros(0, 2, dtype=torch.long, device=entity_rep.device))
-            continue
-        off_diagonal = ~torch.eye(n, dtype=torch.bool, device=entity_rep.device)
-        pair_lists.append(torch.nonzero(off_diagonal))
-    return pairs_from_lists(pair_lists, entity_rep, B)
