@@ -61,13 +61,13 @@ def label_colors(labels: Iterable[str], colors: Optional[Dict[str, str]] = None)
     return chosen
 
 
-def relation_arcs(doc: Doc) -> Tuple[Dict, List[Tuple[Span, Span, str, float, bool]]]:
-    """displaCy's manual dependency input for the doc's relations, and every relation with whether
-    it is drawn as an arc.
+def relation_arcs(doc: Doc, relations: Optional[Sequence] = None) -> Tuple[Dict, List[Tuple[Span, Span, str, float, bool]]]:
+    """displaCy's manual dependency input for the doc's relations (``doc._.relations`` unless given),
+    and every relation with whether it is drawn as an arc.
 
     Argument spans are collapsed into units, longest first; a span overlapping a unit already made
     is anchored to the unit holding its first token."""
-    relations = [(r.head, r.tail, r.label, float(r.score)) for r in get_relations(doc)]
+    relations = [(r.head, r.tail, r.label, float(r.score)) for r in (get_relations(doc) if relations is None else relations)]
     arguments = {(s.start, s.end): s.label_ for head, tail, _, _ in relations for s in (head, tail)}
     unit_of_token = [None] * len(doc)
     units: List[Tuple[int, int, str]] = []
@@ -133,7 +133,7 @@ def render_doc(doc: Doc, index: int = 0, *, spans_key: str = "sc", kb_url_templa
         parts.append(f'<h2 class="gliner-part">Spans in doc.spans[{html.escape(repr(spans_key))}]</h2>')
         parts.append(displacy.render(doc, style="span", options=options, page=False, jupyter=False))
     if relations:
-        parsed, listed = relation_arcs(doc)
+        parsed, listed = relation_arcs(doc, relations)
         parts.append('<h2 class="gliner-part">Relations</h2>')
         if parsed["arcs"]:
             svg = displacy.render(parsed, style="dep", manual=True, page=False, jupyter=False,

@@ -15,10 +15,10 @@ from spacy.training import Example
 from spacy.util import registry
 
 from .base import CHECKPOINT_DIR, GlinerPipe, local_checkpoint_config
-from .annotations import doc_words, normalize_labels, optional_int, write_entities
+from ..training.settings import check_training_settings
+from .annotations import doc_words, normalize_labels, optional_int, warn_counts, write_entities
 from .trainable import (
-    DEFAULT_TRAINING, TrainableGliner, check_model_source, check_new_model, check_training_settings,
-    label_data_of, labels_by_corpus, warn_counts,
+    DEFAULT_TRAINING, TrainableGliner, check_model_source, check_new_model, label_data_of, labels_by_corpus,
 )
 
 LABEL_CACHE_DIR = "label_cache"

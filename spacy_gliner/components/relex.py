@@ -22,11 +22,14 @@ from spacy.util import registry
 
 from .. import doc_relations as _relations  # registers doc._.relations / doc._.rel
 from .base import GlinerPipe, local_checkpoint_config
-from .annotations import doc_words, normalize_labels, optional_int, word_index, word_span, write_entities
+from ..training.settings import check_training_settings
+from .annotations import (
+    doc_words, normalize_labels, optional_int, warn_counts, word_index, word_span, write_entities,
+)
 from .ner import score_gliner_ner  # noqa: F401  (registers spacy_gliner.ner_scorer.v1)
 from .trainable import (
-    DEFAULT_TRAINING, NEW_MODEL_KEYS, TrainableGliner, check_model_source, check_new_model,
-    check_training_settings, label_data_of, labels_by_corpus, warn_counts,
+    DEFAULT_TRAINING, NEW_MODEL_KEYS, TrainableGliner, check_model_source, check_new_model, label_data_of,
+    labels_by_corpus,
 )
 
 

@@ -16,8 +16,8 @@ from spacy import util
 from spacy.training import Example
 
 from ..training.doc_keys import META_KEY
-from ..training.settings import check_training_settings, optimizer_settings  # noqa: F401  (re-exported for the pipes)
-from .annotations import warn_counts, word_index, word_span  # noqa: F401
+from ..training.settings import optimizer_settings
+from .annotations import word_index, word_span
 from .base import CHECKPOINT_DIR, SETTINGS_FILE
 
 # Settings of training (GLiNER's recipe); every key is optional in a config.

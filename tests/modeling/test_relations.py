@@ -322,23 +322,20 @@ def test_checkpoint_keys_map_one_to_one(reference_checkpoints, cfg):
 # ---------------------------------------------------------------------------
 
 
+def on_captured_inputs(head, data, **selection):
+    """The oracle's relation step on the span inputs captured from a reference run."""
+    with torch.no_grad():
+        return reference_forward(head, data["span_rep"], data["span_mask"], data["output"].rel_prompts_embedding,
+                                 data["span_idx"], **selection)
+
+
 @pytest.mark.parametrize("cfg", CONFIGS, ids=_config_id)
 def test_forward_parity(reference_checkpoints, reference_runs, cfg):
     _, path = reference_checkpoints[cfg]
     head = _load_our_head(path)
     for (t_ent, t_adj, _t_rel), data in reference_runs[cfg]:
         out_ref = data["output"]
-        with torch.no_grad():
-            ours = reference_forward(
-                head,
-                data["span_rep"],
-                data["span_mask"],
-                out_ref.rel_prompts_embedding,
-                data["span_idx"],
-                span_logits=out_ref.logits,
-                threshold=t_ent,
-                adjacency_threshold=t_adj,
-            )
+        ours = on_captured_inputs(head, data, span_logits=out_ref.logits, threshold=t_ent, adjacency_threshold=t_adj)
         # entity selection
         assert ours.entities.rep.shape == data["target_rep"].shape
         assert torch.allclose(ours.entities.rep, data["target_rep"], atol=TOL, rtol=0)
@@ -367,17 +364,7 @@ def test_forward_from_entity_prompts_matches_logits(reference_checkpoints, refer
     head = _load_our_head(path)
     (t_ent, t_adj, _), data = reference_runs[cfg][0]
     out_ref = data["output"]
-    with torch.no_grad():
-        ours = reference_forward(
-            head,
-            data["span_rep"],
-            data["span_mask"],
-            out_ref.rel_prompts_embedding,
-            data["span_idx"],
-            entity_prompts=out_ref.prompts_embedding,
-            threshold=t_ent,
-            adjacency_threshold=t_adj,
-        )
+    ours = on_captured_inputs(head, data, entity_prompts=out_ref.prompts_embedding, threshold=t_ent, adjacency_threshold=t_adj)
     assert torch.equal(ours.pairs.index, out_ref.rel_idx)
     assert (ours.rel_logits - out_ref.rel_logits).abs().max().item() <= TOL
 
@@ -391,16 +378,7 @@ def test_explicit_entity_keep(reference_checkpoints, reference_runs):
     out_ref = data["output"]
     B = out_ref.logits.size(0)
     keep = torch.sigmoid(out_ref.logits).max(dim=-1).values.reshape(B, -1) > t_ent
-    with torch.no_grad():
-        ours = reference_forward(
-            head,
-            data["span_rep"],
-            data["span_mask"],
-            out_ref.rel_prompts_embedding,
-            data["span_idx"],
-            entity_keep=keep,
-            adjacency_threshold=t_adj,
-        )
+    ours = on_captured_inputs(head, data, entity_keep=keep, adjacency_threshold=t_adj)
     assert torch.equal(ours.pairs.index, out_ref.rel_idx)
     assert (ours.rel_logits - out_ref.rel_logits).abs().max().item() <= TOL
     flat = ours.entities.flat_index[ours.entities.mask.bool()]
@@ -427,17 +405,7 @@ def _check_decoding(head, data, t_ent, t_adj, t_rel, rel_types, expected):
     got = [[(r.head, r.tail, rel_types[r.label], r.score) for r in rels] for rels in decoded]
     assert got == expected
 
-    with torch.no_grad():
-        ours = reference_forward(
-            head,
-            data["span_rep"],
-            data["span_mask"],
-            out_ref.rel_prompts_embedding,
-            data["span_idx"],
-            span_logits=out_ref.logits,
-            threshold=t_ent,
-            adjacency_threshold=t_adj,
-        )
+    ours = on_captured_inputs(head, data, span_logits=out_ref.logits, threshold=t_ent, adjacency_threshold=t_adj)
     decoded_ours = decode_relations(
         ours.rel_logits,
         ours.pairs.index,
