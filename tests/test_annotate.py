@@ -228,6 +228,56 @@ def test_a_finished_run_is_skipped_on_rerun(ner_pipeline, tmp_path):
         annotate(ner_pipeline, source, tmp_path / "out", shard_size=3, show_progress=False)
 
 
+def local_worker_pids():
+    """Processes spawned by this test process (the local engine's workers)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                command = (entry / "cmdline").read_bytes()
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == os.getpid() and b"multiprocessing" in command and b"resource_tracker" not in command:
+                pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_two_local_processes_give_the_one_process_records(ner_pipeline, corpus, local_run, tmp_path):
+    summary = annotate(ner_pipeline, corpus, tmp_path, n_process=2, shard_size=SHARD, batch_size=BATCH, threads=1,
+                       show_progress=False)
+    assert summary.records == DOCS
+    assert shard_bytes(tmp_path) == shard_bytes(local_run)
+
+
+@pytest.mark.slow
+def test_a_killed_local_worker_stops_the_run_and_a_rerun_completes_it(ner_pipeline, corpus, local_run, tmp_path):
+    failure = {}
+
+    def run():
+        try:
+            annotate(ner_pipeline, corpus, tmp_path, n_process=2, shard_size=SHARD, batch_size=BATCH, threads=1,
+                     show_progress=False)
+        except RuntimeError as error:
+            failure["error"] = error
+
+    driver = threading.Thread(target=run)
+    driver.start()
+    wait_for(lambda: (tmp_path / MANIFEST).exists() and local_worker_pids(), "a first finished shard")
+    finished_at_kill = len(read_manifest(tmp_path))
+    os.kill(local_worker_pids()[0], signal.SIGKILL)
+    driver.join()
+    assert finished_at_kill < shard_count(local_run), "the worker must die mid-run"
+    assert "run the same command again" in str(failure.get("error")), failure
+    finished = set(read_manifest(tmp_path))
+    summary = annotate(ner_pipeline, corpus, tmp_path, n_process=2, shard_size=SHARD, batch_size=BATCH, threads=1,
+                       show_progress=False)
+    assert set(summary.skipped) == finished and len(summary.skipped) + len(summary.written) == shard_count(local_run)
+    assert shard_bytes(tmp_path) == shard_bytes(local_run)
+    assert len(output_records(tmp_path)) == DOCS
+
+
 @pytest.mark.slow
 class TestOnLocalRay:
     """One local Ray instance with two CPUs for the whole class."""
