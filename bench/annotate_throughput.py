@@ -4,8 +4,8 @@ engine with 1 and 2 workers, on the same input; and a capacity plan for a 100M-d
     HF_HUB_OFFLINE=1 python bench/annotate_throughput.py [--docs 400] [--batch-size 8]
 
 Input: the first ``--docs`` CrossNER test sentences (five domains, in turn) as one JSONL file, cut
-into two shards (the local engine starts its ``--n-process`` workers once per shard, so shards
-should be large next to a batch). Pipeline: ``gliner_ner`` with three labels on the MiniLM
+into two shards (the local engine's ``--n-process`` workers, like Ray's actors, load the pipeline
+once per run). Pipeline: ``gliner_ner`` with three labels on the MiniLM
 uni-encoder of tests/support.py (real encoder, seeded heads). Each configuration writes a fresh
 output folder; ``seconds`` is the whole ``annotate`` call (pipeline loads and Ray actor start-up
 included; the Ray instance itself is started before the clock, as a cluster would be), and
