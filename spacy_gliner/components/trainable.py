@@ -142,6 +142,9 @@ class TrainableGliner(TrainingSteps):
     _extractor = None
     # What ``cfg`` saves besides the settings: saved name -> attribute (a list or a dict).
     SAVED_ATTRIBUTES: Dict[str, str] = {"labels": "_label_names", "label_texts": "label_texts", "corpus_labels": "corpus_labels"}
+    # Settings of how to run, not of what was learned: the pipe's config gives them, so
+    # ``spacy.load(path, config=...)`` can change them; the saved copy is not read back.
+    RUNTIME_SETTINGS: Tuple[str, ...] = ()
 
     @property
     def extractor(self):
@@ -187,7 +190,7 @@ class TrainableGliner(TrainingSteps):
         for key, attribute in self.SAVED_ATTRIBUTES.items():
             kind = type(getattr(self, attribute))
             setattr(self, attribute, kind(saved[key]) if key in saved else kind())
-        self.cfg.update(saved["cfg"])
+        self.cfg.update({key: value for key, value in saved["cfg"].items() if key not in self.RUNTIME_SETTINGS})
         self.source = saved.get("source", self.source)
 
     def _checkpoint_on_device(self, source, new_model_spec: Dict[str, Any]):
