@@ -14,6 +14,7 @@ from spacy.training import Example
 # A saved component directory: its settings file and the GLiNER checkpoint beside it.
 SETTINGS_FILE = "cfg"
 CHECKPOINT_DIR = "checkpoint"
+ONNX_DIR = "onnx"  # the ONNX export, with backend onnx
 
 
 class GlinerPipe(TrainablePipe):

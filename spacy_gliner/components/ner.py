@@ -14,15 +14,14 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
-from .base import CHECKPOINT_DIR, GlinerPipe, check_backend_settings, local_checkpoint_config, onnx_exports
+from .base import CHECKPOINT_DIR, ONNX_DIR, GlinerPipe, check_backend_settings, local_checkpoint_config
 from ..training.settings import check_training_settings
 from .annotations import doc_words, normalize_labels, optional_int, warn_counts, write_entities
 from .trainable import (
-    DEFAULT_TRAINING, TrainableGliner, check_model_source, check_new_model, label_data_of, labels_by_corpus,
+    DEFAULT_TRAINING, TrainableGliner, check_model_source, check_new_model, label_data_of, labels_by_corpus, saved_field,
 )
 
 LABEL_CACHE_DIR = "label_cache"
-ONNX_DIR = "onnx"
 
 DEFAULT_NER_CONFIG: Dict[str, Any] = {
     "model": None,
@@ -136,8 +135,6 @@ def make_ner_scorer() -> Callable:
 
 class GlinerNER(TrainableGliner, GlinerPipe):
     """Zero-shot NER: every decoded span in ``doc.spans[spans_key]``, the best of them in ``doc.ents``."""
-
-    RUNTIME_SETTINGS = ("backend", "onnx_quantize", "onnx_threads")
 
     def __init__(
         self,
@@ -271,8 +268,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         if label_cache is None:  # a saved pipeline's labels were checked when they were added
             extractor.check_labels(self.label_texts)
         extractor.accelerate(self.cfg.get("quantize"), self.cfg.get("precision", "float32"), self.cfg.get("compile", False), self.name)
-        if self.cfg.get("backend", "torch") == "onnx":
-            extractor.use_onnx(onnx_exports(self.cfg, self.name, onnx_dir))
+        self._use_backend(extractor, onnx_dir)
         if label_cache is not None and extractor.label_cache is not None:
             extractor.label_cache.from_disk(label_cache)
         self._extractor = extractor
@@ -309,7 +305,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
 
     # -- training ---------------------------------------------------------------------------
     def _after_update(self) -> None:
-        self.extractor.weights_changed()
+        super()._after_update()
         if self.extractor.label_cache is not None:
             self.extractor.label_cache.clear()  # the label encoder changed
 
@@ -391,14 +387,8 @@ class GlinerNER(TrainableGliner, GlinerPipe):
 
     # -- serialization (fields: TrainableGliner.to_disk) -----------------------------------------
     def _more_writers(self) -> Dict[str, Any]:
-        """``label_cache``: the bi-encoder label vectors (none for other models); ``onnx``: the
-        ONNX export with ``backend: onnx`` (none with torch)."""
-        return {LABEL_CACHE_DIR: self._write_label_cache, ONNX_DIR: self._write_onnx}
-
-    def _write_onnx(self, path: Path) -> None:
-        extractor = self.extractor
-        if extractor.onnx_exports is not None:
-            extractor.onnx_exports.save(extractor.model, path)
+        """``label_cache``: the bi-encoder label vectors (none for other models), and the shared fields."""
+        return {LABEL_CACHE_DIR: self._write_label_cache, **super()._more_writers()}
 
     def _write_label_cache(self, path: Path) -> None:
         extractor = self.extractor
@@ -408,13 +398,9 @@ class GlinerNER(TrainableGliner, GlinerPipe):
 
     def _load_saved(self, found: Dict[str, Path]) -> None:
         """The label cache belongs to the saved checkpoint's label encoder: read with it, or not at all."""
-        cache, onnx_dir = (found.get(key) for key in (LABEL_CACHE_DIR, ONNX_DIR))
-        self._load(found[CHECKPOINT_DIR], cache if cache is not None and cache.exists() else None,
-                   onnx_dir if onnx_dir is not None and onnx_dir.exists() else None)
+        self._load(found[CHECKPOINT_DIR], saved_field(found, LABEL_CACHE_DIR), onnx_dir=saved_field(found, ONNX_DIR))
 
     def _detach_from_directory(self) -> None:
+        super()._detach_from_directory()
         if self._extractor.label_cache is not None:
             self._extractor.label_cache.load_into_memory()
-        if self._extractor.onnx_exports is not None:
-            self._extractor.onnx_exports.detach()
-            self._extractor.weights_changed()  # the view's files moved

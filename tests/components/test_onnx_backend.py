@@ -97,11 +97,30 @@ def test_disk_round_trip_reuses_the_export_and_a_stale_one_is_rebuilt(checkpoint
 
 
 @pytest.fixture(scope="module")
-def loaded_onnx(checkpoints, tmp_path_factory):
-    """A pipeline saved with backend torch, loaded with backend onnx."""
+def saved_torch_pipeline(checkpoints, tmp_path_factory):
     path = tmp_path_factory.mktemp("onnx") / "pipe"
     pipeline(checkpoints("uni_sharp")).to_disk(path)
-    return spacy.load(path, config={"components": {"gliner_ner": {"backend": "onnx", "onnx_threads": 1}}})
+    return path
+
+
+@pytest.fixture(scope="module")
+def loaded_onnx(saved_torch_pipeline):
+    """A pipeline saved with backend torch, loaded with backend onnx."""
+    return spacy.load(saved_torch_pipeline, config={"components": {"gliner_ner": {"backend": "onnx", "onnx_threads": 1}}})
+
+
+def test_export_command_writes_the_export_and_switches_the_backend(saved_torch_pipeline, loaded_onnx, tmp_path):
+    import shutil
+
+    from spacy_gliner.cli import main
+
+    path = tmp_path / "pipe"
+    shutil.copytree(saved_torch_pipeline, path)
+    assert main(["export-onnx", str(path)]) == 0
+    assert (path / "gliner_ner" / "onnx" / "text_encoder.onnx").exists()
+    nlp = spacy.load(path)
+    assert nlp.get_pipe("gliner_ner").cfg["backend"] == "onnx" and export_count(nlp) == 0
+    assert_same(our_spans(loaded_onnx, TEXTS), our_spans(nlp, TEXTS), tolerance=ONNX_TOLERANCE)
 
 
 def test_backend_is_chosen_at_load_and_survives_a_bytes_round_trip(loaded_onnx, checkpoints):
@@ -208,3 +227,33 @@ def test_an_exporter_failure_is_an_error_naming_the_encoder(checkpoints, monkeyp
     monkeypatch.setattr(torch.onnx, "export", unsupported)
     with pytest.raises(onnx_export.OnnxExportError, match="the bert encoder of this model cannot be exported to ONNX .*aten::unheard_of.*'backend': 'torch'"):
         pipeline(checkpoints("uni_sharp"), backend="onnx").get_pipe("gliner_ner").extractor
+
+
+def test_relex_onnx_gives_the_torch_entities_and_relations(hub_families):
+    from support import conll04_relation_sentences, relex_thresholds, split_words
+
+    texts, relations = conll04_relation_sentences(4)
+    labels = ["Peop", "Org", "Loc", "Other"]
+    hub_id = hub_families("relex_span")
+
+    def relex(**settings):
+        nlp = spacy.blank("en")
+        nlp.add_pipe("gliner_relex", config={"model": hub_id, "labels": labels, "relations": relations, **settings})
+        return nlp
+
+    torch_nlp, onnx_nlp = relex(), relex(backend="onnx")
+    words = [split_words(text) for text in texts]
+    t_ent, t_adj, t_rel, _ = relex_thresholds(torch_nlp.get_pipe("gliner_relex").extractor, words, labels, relations, 0.3, 0.5, 0.5)
+
+    def found(nlp):
+        nlp.get_pipe("gliner_relex").cfg.update(threshold=t_ent, adjacency_threshold=t_adj, relation_threshold=t_rel)
+        docs = [nlp(spacy.tokens.Doc(nlp.vocab, words=w)) for w in words]
+        return ([[(s.start, s.end, s.label_) for s in doc.spans["sc"]] for doc in docs],
+                [{((r.head.start, r.head.end), (r.tail.start, r.tail.end), r.label): r.score for r in doc._.relations} for doc in docs])
+
+    (torch_entities, torch_relations), (onnx_entities, onnx_relations) = found(torch_nlp), found(onnx_nlp)
+    assert onnx_entities == torch_entities and sum(map(len, torch_entities)) > 0
+    assert [set(r) for r in onnx_relations] == [set(r) for r in torch_relations] and sum(map(len, torch_relations)) > 0
+    for ours, expected in zip(onnx_relations, torch_relations):
+        assert all(abs(ours[key] - score) <= ONNX_TOLERANCE for key, score in expected.items())
+    assert onnx_nlp.get_pipe("gliner_relex").extractor.onnx_exports.exported == 1
