@@ -191,11 +191,12 @@ class OnnxEncoder(nn.Module):
     workers each get their own share, so the processes do not oversubscribe the cores). It is
     not pickled: a worker opens its own."""
 
-    def __init__(self, path: Path, threads: Optional[int], owner: str):
+    def __init__(self, path: Path, threads: Optional[int], owner: str, keeper: object = None):
         super().__init__()
         self.path = Path(path)
         self.threads = threads
         self.owner = owner
+        self._keeper = keeper  # what keeps ``path`` on disk (the exports' temporary directory) alive
         self._session = None
 
     @property
@@ -213,6 +214,7 @@ class OnnxEncoder(nn.Module):
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_session"] = None
+        state["_keeper"] = None
         return state
 
 
@@ -282,7 +284,13 @@ class OnnxExports:
             self.exported += 1
             record_fingerprint(directory, fp32_name, fingerprint)
         if wanted != fp32_name:
-            quantize_export(directory / fp32_name, directory / wanted)
+            try:
+                quantize_export(directory / fp32_name, directory / wanted)
+            except Exception as error:  # ONNX Runtime's quantizer raises many types
+                raise OnnxExportError(
+                    f"{self.owner}: the ONNX export of the {encoder_family(encoder)} encoder of this model cannot be "
+                    f"quantized to {self.quantize} ({type(error).__name__}: {error}). Leave 'onnx_quantize' null for it."
+                ) from error
             record_fingerprint(directory, wanted, fingerprint)
         return directory / wanted
 
@@ -291,7 +299,8 @@ class OnnxExports:
         if next(model.parameters()).device.type != "cpu":
             raise ValueError(f"{self.owner}: 'backend': 'onnx' runs on the CPU, but the model is on a GPU; use 'backend': 'torch' there.")
         files = self.files(model)
-        return with_encoders(model, {name: OnnxEncoder(path, self.threads, self.owner) for name, path in files.items()})
+        return with_encoders(model, {name: OnnxEncoder(path, self.threads, self.owner, keeper=self._keeper)
+                                     for name, path in files.items()})
 
     def save(self, model: nn.Module, target: Union[str, Path]) -> None:
         """Write the current export (made now if stale) to ``target``: what ``from_disk`` reuses."""

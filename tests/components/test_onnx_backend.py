@@ -262,3 +262,18 @@ def test_relex_onnx_gives_the_torch_entities_and_relations(hub_families):
     for ours, expected in zip(onnx_relations, torch_relations):
         assert all(abs(ours[key] - score) <= ONNX_TOLERANCE for key, score in expected.items())
     assert onnx_nlp.get_pipe("gliner_relex").extractor.onnx_exports.exported == 1
+
+
+def test_a_view_keeps_its_exported_files_alive(loaded_onnx):
+    import gc
+
+    import torch
+
+    from spacy_gliner.modeling.onnx_export import OnnxExports
+
+    model = loaded_onnx.get_pipe("gliner_ner").extractor.model
+    view = OnnxExports(None, 1, "gliner_ner").view(model)  # the exports object itself is dropped at once
+    gc.collect()
+    ids = torch.randint(5, 1000, (1, 7))
+    with torch.inference_mode():
+        assert torch.allclose(view.text_encoder(ids, torch.ones_like(ids)), model.text_encoder(ids, torch.ones_like(ids)), atol=ONNX_TOLERANCE)
