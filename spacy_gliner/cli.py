@@ -1,5 +1,6 @@
-"""The command line: ``python -m spacy_gliner annotate PIPELINE INPUT OUTPUT [options]`` and
-``python -m spacy_gliner visualize PIPELINE TEXT_OR_FILE [--output page.html] [--serve]``."""
+"""The command line: ``python -m spacy_gliner annotate PIPELINE INPUT OUTPUT [options]``,
+``python -m spacy_gliner visualize PIPELINE TEXT_OR_FILE [--output page.html] [--serve]`` and
+``python -m spacy_gliner export-onnx PIPELINE [--int8]``."""
 from __future__ import annotations
 
 import argparse
@@ -53,7 +54,37 @@ def build_parser() -> argparse.ArgumentParser:
     visualize.add_argument("--spans-key", default="sc", help="the span group to draw")
     visualize.add_argument("--kb-url-template", default=None,
                            help="link kb_ids, e.g. 'https://www.wikidata.org/wiki/{}'")
+    export = commands.add_parser(
+        "export-onnx", help="export a saved pipeline's gliner_ner models to ONNX and switch them to backend onnx",
+        description="Export the encoders of every gliner_ner component of the saved pipeline PIPELINE to ONNX, "
+                    "into PIPELINE/<component>/onnx, and set 'backend': 'onnx' in its config.cfg: spacy.load then "
+                    "runs ONNX Runtime without exporting. Needs: pip install \"spacy-gliner[onnx]\".")
+    export.add_argument("pipeline", help="saved pipeline directory")
+    export.add_argument("--int8", action="store_true", help="also write int8 (dynamically quantized) files and use them")
     return parser
+
+
+def run_export_onnx(args) -> int:
+    from pathlib import Path
+
+    import spacy
+    from spacy.util import load_config
+
+    directory = Path(args.pipeline)
+    config = load_config(directory / "config.cfg")
+    names = [name for name, settings in config["components"].items() if settings.get("factory") == "gliner_ner"]
+    if not names:
+        print(f"export-onnx: {directory} has no gliner_ner component", file=sys.stderr)
+        return 2
+    settings = {"backend": "onnx", "onnx_quantize": "int8" if args.int8 else None}
+    nlp = spacy.load(directory, config={"components": {name: settings for name in names}})
+    for name in names:
+        nlp.get_pipe(name).export_onnx(directory / name / "onnx")
+        for key, value in settings.items():
+            config["components"][name][key] = value
+        print(f"{name}: ONNX export written to {directory / name / 'onnx'}", file=sys.stderr)
+    config.to_disk(directory / "config.cfg")
+    return 0
 
 
 def run_visualize(args) -> int:
@@ -71,6 +102,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "visualize":
         return run_visualize(args)
+    if args.command == "export-onnx":
+        return run_export_onnx(args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from .annotate import annotate
 

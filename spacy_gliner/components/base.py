@@ -14,6 +14,7 @@ from spacy.training import Example
 # A saved component directory: its settings file and the GLiNER checkpoint beside it.
 SETTINGS_FILE = "cfg"
 CHECKPOINT_DIR = "checkpoint"
+ONNX_DIR = "onnx"  # the ONNX export, with backend onnx
 
 
 class GlinerPipe(TrainablePipe):
@@ -81,3 +82,24 @@ def local_checkpoint_config(source: str):
         check_cached_hub_checkpoint(source)
         return None
     return check_checkpoint_files(directory)
+
+
+def check_backend_settings(backend, onnx_quantize, onnx_threads, torch_acceleration, owner: str) -> None:
+    """``backend``, ``onnx_quantize`` and ``onnx_threads`` (at ``add_pipe``); the torch speed-ups
+    (``quantize``, ``precision``, ``compile``) act on torch encoders and do not combine with ONNX."""
+    from ..modeling.onnx_export import check_backend
+
+    check_backend(backend, onnx_quantize, onnx_threads, owner)
+    quantize, precision, compile = torch_acceleration
+    if backend == "onnx" and (quantize is not None or precision != "float32" or compile):
+        raise ValueError(
+            f"{owner}: 'backend': 'onnx' runs the encoders in ONNX Runtime, so the torch settings 'quantize', "
+            "'precision' and 'compile' do not apply; leave them at their defaults (int8 with ONNX: 'onnx_quantize')."
+        )
+
+
+def onnx_exports(cfg, owner: str, saved_dir=None):
+    """The ONNX exports a pipe with ``backend: onnx`` runs (``saved_dir``: a saved pipeline's, reused if current)."""
+    from ..modeling.onnx_export import OnnxExports
+
+    return OnnxExports(cfg.get("onnx_quantize"), cfg.get("onnx_threads"), owner, saved=saved_dir)

@@ -14,11 +14,11 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
-from .base import CHECKPOINT_DIR, GlinerPipe, local_checkpoint_config
+from .base import CHECKPOINT_DIR, ONNX_DIR, GlinerPipe, check_backend_settings, local_checkpoint_config
 from ..training.settings import check_training_settings
 from .annotations import doc_words, normalize_labels, optional_int, warn_counts, write_entities
 from .trainable import (
-    DEFAULT_TRAINING, TrainableGliner, check_model_source, check_new_model, label_data_of, labels_by_corpus,
+    DEFAULT_TRAINING, TrainableGliner, check_model_source, check_new_model, label_data_of, labels_by_corpus, saved_field,
 )
 
 LABEL_CACHE_DIR = "label_cache"
@@ -43,6 +43,9 @@ DEFAULT_NER_CONFIG: Dict[str, Any] = {
     "quantize": None,
     "precision": "float32",
     "compile": False,
+    "backend": "torch",
+    "onnx_quantize": None,
+    "onnx_threads": None,
     "scorer": {"@scorers": "spacy_gliner.ner_scorer.v1"},
 }
 
@@ -75,6 +78,9 @@ def make_gliner_ner(
     quantize: Optional[str],
     precision: str,
     compile: bool,
+    backend: str,
+    onnx_quantize: Optional[str],
+    onnx_threads: Optional[int],
     scorer: Optional[Callable],
 ) -> "GlinerNER":
     return GlinerNER(
@@ -99,6 +105,9 @@ def make_gliner_ner(
         quantize=quantize,
         precision=precision,
         compile=compile,
+        backend=backend,
+        onnx_quantize=onnx_quantize,
+        onnx_threads=onnx_threads,
         scorer=scorer,
     )
 
@@ -151,6 +160,9 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         quantize: Optional[str] = None,
         precision: str = "float32",
         compile: bool = False,
+        backend: str = "torch",
+        onnx_quantize: Optional[str] = None,
+        onnx_threads: Optional[int] = None,
         scorer: Optional[Callable] = score_gliner_ner,
     ):
         check_model_source("gliner_ner", model, new_model, "a checkpoint directory or a hub id, e.g. 'urchade/gliner_small-v2.1'",
@@ -162,6 +174,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         from ..modeling.acceleration import check_acceleration  # torch is imported by thinc already
 
         check_acceleration(quantize, precision, compile, "gliner_ner")
+        check_backend_settings(backend, onnx_quantize, onnx_threads, (quantize, precision, compile), "gliner_ner")
         if label_cache_dtype not in ("float32", "float16"):
             raise ValueError(f"gliner_ner: 'label_cache_dtype' must be 'float32' or 'float16', got {label_cache_dtype!r}.")
         self.vocab = vocab
@@ -185,6 +198,9 @@ class GlinerNER(TrainableGliner, GlinerPipe):
             "quantize": quantize,
             "precision": precision,
             "compile": compile,
+            "backend": backend,
+            "onnx_quantize": onnx_quantize,
+            "onnx_threads": onnx_threads,
         }
         self.scorer = scorer
         self._label_names, self.label_texts = self._normalize_labels(labels, "gliner_ner 'labels'") if labels else ([], [])
@@ -240,7 +256,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         return label_data_of(self._label_names, self.label_texts)
 
     # -- model ------------------------------------------------------------------------------
-    def _load(self, source: Union[str, Path], label_cache: Optional[Path] = None) -> None:
+    def _load(self, source: Union[str, Path], label_cache: Optional[Path] = None, onnx_dir: Optional[Path] = None) -> None:
         from ..inference.entities import EntityExtractor
 
         extractor = EntityExtractor(
@@ -252,6 +268,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         if label_cache is None:  # a saved pipeline's labels were checked when they were added
             extractor.check_labels(self.label_texts)
         extractor.accelerate(self.cfg.get("quantize"), self.cfg.get("precision", "float32"), self.cfg.get("compile", False), self.name)
+        self._use_backend(extractor, onnx_dir)
         if label_cache is not None and extractor.label_cache is not None:
             extractor.label_cache.from_disk(label_cache)
         self._extractor = extractor
@@ -288,6 +305,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
 
     # -- training ---------------------------------------------------------------------------
     def _after_update(self) -> None:
+        super()._after_update()
         if self.extractor.label_cache is not None:
             self.extractor.label_cache.clear()  # the label encoder changed
 
@@ -369,8 +387,8 @@ class GlinerNER(TrainableGliner, GlinerPipe):
 
     # -- serialization (fields: TrainableGliner.to_disk) -----------------------------------------
     def _more_writers(self) -> Dict[str, Any]:
-        """``label_cache``: the bi-encoder label vectors (none for other models)."""
-        return {LABEL_CACHE_DIR: self._write_label_cache}
+        """``label_cache``: the bi-encoder label vectors (none for other models), and the shared fields."""
+        return {LABEL_CACHE_DIR: self._write_label_cache, **super()._more_writers()}
 
     def _write_label_cache(self, path: Path) -> None:
         extractor = self.extractor
@@ -380,9 +398,9 @@ class GlinerNER(TrainableGliner, GlinerPipe):
 
     def _load_saved(self, found: Dict[str, Path]) -> None:
         """The label cache belongs to the saved checkpoint's label encoder: read with it, or not at all."""
-        cache = found.get(LABEL_CACHE_DIR)
-        self._load(found[CHECKPOINT_DIR], cache if cache is not None and cache.exists() else None)
+        self._load(found[CHECKPOINT_DIR], saved_field(found, LABEL_CACHE_DIR), onnx_dir=saved_field(found, ONNX_DIR))
 
     def _detach_from_directory(self) -> None:
+        super()._detach_from_directory()
         if self._extractor.label_cache is not None:
             self._extractor.label_cache.load_into_memory()

@@ -21,7 +21,7 @@ from spacy.training import Example
 from spacy.util import registry
 
 from .. import doc_relations as _relations  # registers doc._.relations / doc._.rel
-from .base import GlinerPipe, local_checkpoint_config
+from .base import GlinerPipe, check_backend_settings, local_checkpoint_config
 from ..training.settings import check_training_settings
 from .annotations import (
     doc_words, normalize_labels, optional_int, warn_counts, word_index, word_span, write_entities,
@@ -68,6 +68,9 @@ DEFAULT_RELEX_CONFIG: Dict[str, Any] = {
     "max_pairs": None,
     "max_entities": None,
     "use_doc_ents": False,
+    "backend": "torch",
+    "onnx_quantize": None,
+    "onnx_threads": None,
     "scorer": {"@scorers": "spacy_gliner.relex_scorer.v1"},
 }
 
@@ -98,6 +101,9 @@ def make_gliner_relex(
     max_pairs: Optional[int],
     max_entities: Optional[int],
     use_doc_ents: bool,
+    backend: str,
+    onnx_quantize: Optional[str],
+    onnx_threads: Optional[int],
     scorer: Optional[Callable],
 ) -> "GlinerRelex":
     return GlinerRelex(
@@ -120,6 +126,9 @@ def make_gliner_relex(
         max_pairs=max_pairs,
         max_entities=max_entities,
         use_doc_ents=use_doc_ents,
+        backend=backend,
+        onnx_quantize=onnx_quantize,
+        onnx_threads=onnx_threads,
         scorer=scorer,
     )
 
@@ -181,6 +190,9 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
         max_pairs: Optional[int] = None,
         max_entities: Optional[int] = None,
         use_doc_ents: bool = False,
+        backend: str = "torch",
+        onnx_quantize: Optional[str] = None,
+        onnx_threads: Optional[int] = None,
         scorer: Optional[Callable] = score_gliner_relex,
     ):
         check_model_source("gliner_relex", model, new_model, "a relex checkpoint directory or a hub id",
@@ -190,6 +202,7 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
         training_run = new_model is not None or bool(training)
         if not isinstance(spans_key, str) or not spans_key:
             raise ValueError("gliner_relex: 'spans_key' must be a non-empty string.")
+        check_backend_settings(backend, onnx_quantize, onnx_threads, (None, "float32", False), "gliner_relex")
         if not labels and not use_doc_ents and not training_run:
             raise ValueError(
                 "gliner_relex: no entity labels. Give them in the config, e.g. "
@@ -224,6 +237,9 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
             "max_pairs": optional_int(max_pairs, "gliner_relex 'max_pairs'", 1),
             "max_entities": optional_int(max_entities, "gliner_relex 'max_entities'", 1),
             "use_doc_ents": bool(use_doc_ents),
+            "backend": backend,
+            "onnx_quantize": onnx_quantize,
+            "onnx_threads": onnx_threads,
         }
         self.scorer = scorer
         self._extractor = None
@@ -283,12 +299,13 @@ class GlinerRelex(TrainableGliner, GlinerPipe):
                 "relations": label_data_of(self._relation_names, self.relation_texts)}
 
     # -- model ------------------------------------------------------------------------------
-    def _load(self, source: Union[str, Path]) -> None:
+    def _load(self, source: Union[str, Path], onnx_dir: Optional[Path] = None) -> None:
         from ..inference.relations import RelationExtractor
 
         new_model = {"relations_layer": DEFAULT_RELATIONS_LAYER, **self.new_model} if source is None else None
         extractor = RelationExtractor(self._checkpoint_on_device(source, new_model), **self._window_settings())
         extractor.check_relex_labels(self.label_texts, self.relation_texts)
+        self._use_backend(extractor, onnx_dir)
         self._extractor = extractor
 
     def initialize(self, get_examples: Optional[Callable] = None, *, nlp: Optional[Language] = None,

@@ -18,7 +18,7 @@ from spacy.training import Example
 from ..training.doc_keys import META_KEY
 from ..training.settings import optimizer_settings
 from .annotations import word_index, word_span
-from .base import CHECKPOINT_DIR, SETTINGS_FILE
+from .base import CHECKPOINT_DIR, ONNX_DIR, SETTINGS_FILE, onnx_exports
 
 # Settings of training (GLiNER's recipe); every key is optional in a config.
 DEFAULT_TRAINING: Dict[str, Any] = {
@@ -92,6 +92,12 @@ def labels_by_corpus(texts, labels_of) -> Dict[str, List[str]]:
     return {corpus: sorted(labels) for corpus, labels in by_corpus.items()}
 
 
+def saved_field(found: Dict[str, Path], key: str) -> Optional[Path]:
+    """The path ``from_disk`` found for field ``key``, if it was written."""
+    path = found.get(key)
+    return path if path is not None and path.exists() else None
+
+
 class TrainingSteps:
     """``update`` and ``get_loss`` of every trainable gliner pipe (spaCy's ``TrainablePipe`` API).
 
@@ -142,6 +148,9 @@ class TrainableGliner(TrainingSteps):
     _extractor = None
     # What ``cfg`` saves besides the settings: saved name -> attribute (a list or a dict).
     SAVED_ATTRIBUTES: Dict[str, str] = {"labels": "_label_names", "label_texts": "label_texts", "corpus_labels": "corpus_labels"}
+    # Settings of how to run, not of what was learned: the pipe's config gives them, so
+    # ``spacy.load(path, config=...)`` can change them; the saved copy is not read back.
+    RUNTIME_SETTINGS: Tuple[str, ...] = ("backend", "onnx_quantize", "onnx_threads")
 
     @property
     def extractor(self):
@@ -187,7 +196,7 @@ class TrainableGliner(TrainingSteps):
         for key, attribute in self.SAVED_ATTRIBUTES.items():
             kind = type(getattr(self, attribute))
             setattr(self, attribute, kind(saved[key]) if key in saved else kind())
-        self.cfg.update(saved["cfg"])
+        self.cfg.update({key: value for key, value in saved["cfg"].items() if key not in self.RUNTIME_SETTINGS})
         self.source = saved.get("source", self.source)
 
     def _checkpoint_on_device(self, source, new_model_spec: Dict[str, Any]):
@@ -204,12 +213,39 @@ class TrainableGliner(TrainingSteps):
         return {key: self.cfg[key] for key in ("batch_size", "max_window_words", "window_overlap")}
 
     def _more_writers(self) -> Dict[str, Any]:
-        """Fields besides ``cfg`` and ``checkpoint``: name -> writer of ``path / name``."""
-        return {}
+        """Fields besides ``cfg`` and ``checkpoint``: name -> writer of ``path / name``.
+        ``onnx``: the ONNX export with ``backend: onnx`` (nothing with torch)."""
+        return {ONNX_DIR: self._write_onnx}
 
     def _load_saved(self, found: Dict[str, Path]) -> None:
         """Load the saved checkpoint; ``found`` maps each field read to its path."""
-        self._load(found[CHECKPOINT_DIR])
+        self._load(found[CHECKPOINT_DIR], onnx_dir=saved_field(found, ONNX_DIR))
+
+    # -- ONNX Runtime backend (modeling/onnx_export.py) -------------------------------------------
+    def _use_backend(self, extractor, onnx_dir: Optional[Path] = None) -> None:
+        """With ``backend: onnx``, the extractor runs its encoders from the export in ``onnx_dir``
+        (a saved pipeline's) when it matches the weights, else from a new one."""
+        if self.cfg.get("backend", "torch") == "onnx":
+            extractor.use_onnx(onnx_exports(self.cfg, self.name, onnx_dir))
+
+    def _after_update(self) -> None:
+        self.extractor.weights_changed()
+
+    def _write_onnx(self, path: Path) -> None:
+        if self.extractor.onnx_exports is not None:
+            self.export_onnx(path)
+
+    def export_onnx(self, path: Union[str, Path]) -> None:
+        """Write the ONNX export of the current weights to ``path`` (what ``to_disk`` keeps as
+        ``onnx/`` with ``backend: onnx``), exporting now if needed, whatever the backend."""
+        extractor = self.extractor
+        exports = extractor.onnx_exports or onnx_exports(self.cfg, self.name)
+        exports.save(extractor.model, Path(path))
+
+    def _detach_from_directory(self) -> None:
+        if self._extractor is not None and self._extractor.onnx_exports is not None:
+            self._extractor.onnx_exports.detach()
+            self._extractor.weights_changed()  # the running view's files moved
 
     def _train_step(self, batch) -> float:
         return self._get_trainer().step(batch, self._label_vectors_fn(batch))

@@ -75,18 +75,40 @@ class EntityExtractor:
             )
         self._retriever = None
         self._label_memo = None
-        # what runs the forward passes: the model itself, or an accelerated view of it
-        # (quantised or compiled encoders, modeling/acceleration.py); training uses ``model``
-        self.inference_model = self.model
+        self._inference_model = self.model
         self.precision = "float32"
+        # ONNX Runtime backend (modeling/onnx_export.py): its exports, and whether the weights
+        # may have changed since the running view was made (a training step)
+        self.onnx_exports = None
+        self._onnx_stale = False
 
     def accelerate(self, quantize: Optional[str] = None, precision: str = "float32", compile: bool = False, owner: str = "gliner") -> None:
         """Opt-in speed-ups for inference (see modeling/acceleration.py); float32 without them
         is what matches the reference."""
         from ..modeling.acceleration import accelerated
 
-        self.inference_model = accelerated(self.model, quantize, precision, compile, owner)
+        self._inference_model = accelerated(self.model, quantize, precision, compile, owner)
         self.precision = precision
+
+    def use_onnx(self, exports) -> None:
+        """Run the encoders with ONNX Runtime from ``exports`` (an ``OnnxExports``), exporting
+        them now unless its files match the weights."""
+        self.onnx_exports = exports
+        self._inference_model = exports.view(self.model)
+        self._onnx_stale = False
+
+    def weights_changed(self) -> None:
+        """After a training step: an ONNX export no longer matches; it is checked (and rebuilt
+        if the weights differ) before the next forward pass."""
+        self._onnx_stale = self.onnx_exports is not None
+
+    @property
+    def inference_model(self):
+        """What runs the forward passes: the model itself, or a view of it with accelerated or
+        ONNX Runtime encoders; training uses ``model``."""
+        if self._onnx_stale:
+            self.use_onnx(self.onnx_exports)
+        return self._inference_model
 
     def _precision(self):
         from ..modeling.acceleration import precision_context

@@ -168,7 +168,7 @@ class RelationExtractor(EntityExtractor):
         device = self.model.device
         K = self.config.max_width
         with torch.inference_mode():
-            for batch in window_batches(jobs, pieces, self.inputs, self.batch_size, device, self.model.represent,
+            for batch in window_batches(jobs, pieces, self.inputs, self.batch_size, device, self.inference_model.represent,
                                         window_of=lambda job: job[0], prompt_of=lambda job: job[1], length="words"):
                 reps = batch.encoded
                 if self.config.is_span_model:
@@ -248,7 +248,7 @@ class RelationExtractor(EntityExtractor):
         arguments = self._span_arguments if self.config.is_span_model else self._token_arguments
         with torch.inference_mode():
             for batch in window_batches(windows, pieces, self.inputs, self.batch_size, self.model.device,
-                                        self.model.represent, prompt=prompt):
+                                        self.inference_model.represent, prompt=prompt):
                 by_doc, entities = arguments(batch, settings)
                 per_window = self.relations_among(entities, batch.encoded, batch.inputs, num_relations, settings, batch.windows)
                 for window, relations in zip(batch.windows, per_window):

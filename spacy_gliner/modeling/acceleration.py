@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 
@@ -42,8 +42,7 @@ def accelerated(model: torch.nn.Module, quantize: Optional[str], precision: str,
         return model
     if quantize == "int8" and device.type != "cpu":
         raise ValueError(f"{owner}: 'quantize': 'int8' is dynamic quantisation for CPU; on {device.type} use 'precision' instead.")
-    view = copy.copy(model)
-    view._modules = dict(model._modules)  # replacing an encoder on the view leaves the original alone
+    replacements = {}
     for name in ("text_encoder", "label_encoder"):
         encoder = getattr(model, name, None)
         if encoder is None:
@@ -54,7 +53,17 @@ def accelerated(model: torch.nn.Module, quantize: Optional[str], precision: str,
                 encoder = torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
         if compile:
             encoder = torch.compile(encoder, dynamic=True)
-        setattr(view, name, encoder)
+        replacements[name] = encoder
+    return with_encoders(model, replacements)
+
+
+def with_encoders(model: torch.nn.Module, replacements: Dict[str, torch.nn.Module]) -> torch.nn.Module:
+    """A shallow copy of ``model`` sharing every weight, but with the submodules named in
+    ``replacements`` swapped for others; the original keeps its own (for training and saving)."""
+    view = copy.copy(model)
+    view._modules = dict(model._modules)
+    for name, module in replacements.items():
+        setattr(view, name, module)
     return view
 
 
