@@ -1,0 +1,150 @@
+"""gliner_ner listening to a shared spaCy ``transformer`` (spacy-transformers): word vectors, the
+converted pipeline's parity with the stand-alone component, bad input, training through the listener."""
+import numpy as np
+import pytest
+import spacy
+from spacy.tokens import Doc
+
+from support import crossner_labels, crossner_sentences, split_words
+
+pytest.importorskip("spacy_transformers")
+
+LABELS = crossner_labels("AI")
+THRESHOLD = 0.3  # random heads: low enough that every sentence has spans to compare
+
+
+def word_docs(nlp, sentences):
+    """Docs of the reference's words (space-separated: the transformer then reads the same subwords)."""
+    return [Doc(nlp.vocab, words=split_words(s)) for s in sentences]
+
+
+def standalone(checkpoint, **settings):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("gliner_ner", config={"model": str(checkpoint), "labels": LABELS, "threshold": THRESHOLD, **settings})
+    nlp.initialize()
+    return nlp
+
+
+@pytest.fixture(scope="module")
+def converted(checkpoints, tmp_path_factory):
+    """family -> (listening pipeline saved by the CLI and loaded back, stand-alone pipeline)."""
+    from spacy_gliner.cli import main
+
+    built = {}
+
+    def get(family):
+        if family not in built:
+            out = tmp_path_factory.mktemp("listener") / family
+            assert main(["to-listener", str(checkpoints(family)), str(out), "--labels", ",".join(LABELS)]) == 0
+            nlp = spacy.load(out)
+            nlp.get_pipe("gliner_ner").cfg["threshold"] = THRESHOLD
+            built[family] = (nlp, standalone(checkpoints(family)))
+        return built[family]
+
+    return get
+
+
+def spans_and_scores(doc):
+    group = doc.spans["sc"]
+    return [(s.start, s.end, s.label_) for s in group], np.array(group.attrs["scores"]), [(e.start, e.end, e.label_) for e in doc.ents]
+
+
+@pytest.mark.parametrize("family", ["bi_sharp", "bi_token"])
+def test_listener_word_vectors_are_the_text_towers_first_subwords(converted, family):
+    import torch
+
+    nlp, alone = converted(family)
+    docs = list(nlp.pipe(word_docs(nlp, crossner_sentences("AI", 4)), disable=["gliner_ner"]))
+    ner = nlp.get_pipe("gliner_ner")
+    own = alone.get_pipe("gliner_ner").extractor
+    words = [[t.text for t in doc] for doc in docs]
+    listened = ner._listened_vectors(docs, [list(range(len(doc))) for doc in docs])
+    pieces = [own.inputs.word_pieces(w) for w in words]
+    with torch.no_grad():
+        for vectors, doc_pieces in zip(listened, pieces):
+            batch = own.inputs.build([doc_pieces])
+            tokens = own.model.text_encoder.transformer(input_ids=batch.input_ids, attention_mask=batch.attention_mask)[0]
+            first = tokens[0][batch.words_mask[0] > 0]  # the first subword of each word, in order
+            assert vectors.shape == first.shape
+            assert torch.allclose(vectors, first, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["bi_sharp", "bi_token"])
+def test_converted_pipeline_matches_standalone_component(converted, family):
+    nlp, alone = converted(family)
+    assert nlp.pipe_names == ["transformer", "gliner_ner"]
+    assert nlp.get_pipe("transformer").listening_components == ["gliner_ner"]
+    sentences = crossner_sentences("AI", 8)
+    shared = list(nlp.pipe(word_docs(nlp, sentences)))
+    own = list(alone.pipe(word_docs(alone, sentences)))
+    found = 0
+    for a, b in zip(shared, own):
+        spans_a, scores_a, ents_a = spans_and_scores(a)
+        spans_b, scores_b, ents_b = spans_and_scores(b)
+        assert spans_a == spans_b and ents_a == ents_b
+        np.testing.assert_allclose(scores_a, scores_b, atol=1e-5)
+        found += len(spans_a)
+    assert found > 10  # the comparison is not empty
+
+
+def test_converter_refuses_a_uni_encoder(checkpoints):
+    from spacy_gliner.components.listener import build_listener_pipeline
+
+    with pytest.raises(ValueError, match="not a bi-encoder"):
+        build_listener_pipeline(str(checkpoints("uni_marker")), LABELS)
+
+
+def listening_ner(nlp, checkpoint, upstream="transformer", pooling="reduce_first.v1"):
+    return nlp.add_pipe("gliner_ner", config={"model": str(checkpoint), "labels": LABELS, "text_encoder": {
+        "@architectures": "spacy-transformers.TransformerListener.v1", "upstream": upstream, "grad_factor": 1.0,
+        "pooling": {"@layers": pooling}}})
+
+
+def test_listener_without_upstream_transformer_fails_at_initialize(checkpoints):
+    nlp = spacy.blank("en")
+    listening_ner(nlp, checkpoints("bi_span"))
+    with pytest.raises(ValueError, match=r"no transformer component in the pipeline \(gliner_ner\) feeds it.*add_pipe\('transformer'"):
+        nlp.initialize()
+
+
+def test_listener_on_docs_without_transformer_output_fails_at_call(converted):
+    nlp, _ = converted("bi_sharp")
+    doc = nlp.make_doc("Deep learning changed computer vision .")
+    with pytest.raises(ValueError, match=r"1 of 1 docs have no transformer output \(doc._.trf_data\)"):
+        nlp.get_pipe("gliner_ner")(doc)
+
+
+def test_transformer_of_another_width_fails_naming_both_sizes(checkpoints, tmp_path):
+    from transformers import BertConfig, BertModel
+    from support import minilm_dir
+    from transformers import AutoTokenizer
+
+    narrow = tmp_path / "narrow"
+    config = BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=1, num_attention_heads=2, intermediate_size=128)
+    BertModel(config).save_pretrained(narrow)
+    AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(narrow)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"name": str(narrow)}})
+    listening_ner(nlp, checkpoints("bi_span"))
+    with pytest.raises(ValueError, match="transformer 'transformer' gives 64-wide vectors, but the checkpoint's text tower is 384 wide"):
+        nlp.initialize()
+
+
+def test_listener_pooling_must_match_the_checkpoint(checkpoints):
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match=r"pools subwords into words by 'first'.*reduce_mean.*reduce_first.v1"):
+        listening_ner(nlp, checkpoints("bi_span"), pooling="reduce_mean.v1")
+
+
+def test_listener_refuses_a_uni_encoder_checkpoint(checkpoints):
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match="replaces the text tower of bi-encoder checkpoints only"):
+        listening_ner(nlp, checkpoints("uni_marker"))
+
+
+def test_text_encoder_must_be_a_listener(checkpoints):
+    from spacy_gliner.components.ner import GlinerNER
+    from thinc.api import Linear
+
+    with pytest.raises(ValueError, match="'text_encoder' must listen to an upstream transformer"):
+        GlinerNER(spacy.blank("en").vocab, model=str(checkpoints("bi_span")), labels=LABELS, text_encoder=Linear(2, 2))
