@@ -148,3 +148,82 @@ def test_text_encoder_must_be_a_listener(checkpoints):
 
     with pytest.raises(ValueError, match="'text_encoder' must listen to an upstream transformer"):
         GlinerNER(spacy.blank("en").vocab, model=str(checkpoints("bi_span")), labels=LABELS, text_encoder=Linear(2, 2))
+
+
+CONLL_LABELS = {"PER": "person", "ORG": "organization", "LOC": "location", "MISC": "miscellaneous"}
+
+
+def listener_training_config(tmp_path, **overrides):
+    """component_configs/gliner_ner_listener_train.cfg on CoNLL-2003 sentences (POS tags and entities)."""
+    from spacy.tokens import DocBin
+    from spacy.util import load_config
+    from support import conll2003_docs, minilm_dir
+
+    for split, limit in (("train", 64), ("valid", 16)):
+        DocBin(docs=conll2003_docs(split, limit)).to_disk(tmp_path / f"{split}.spacy")
+    config = {
+        "paths.train": str(tmp_path / "train.spacy"), "paths.dev": str(tmp_path / "valid.spacy"), "paths.encoder": minilm_dir(),
+        "initialize.components": {"gliner_ner": {"labels": CONLL_LABELS}},
+        "training.optimizer.learn_rate": 3e-4, "components.gliner_ner.training.head_lr": 1e-3,
+        **overrides,
+    }
+    from test_component_configs import CONFIGS
+
+    return load_config(CONFIGS / "gliner_ner_listener_train.cfg", overrides=config)
+
+
+def test_listener_gradients_train_the_shared_transformer_with_a_tagger(tmp_path):
+    """gliner_ner's loss alone moves the shared transformer; then tagger and gliner_ner train together
+    on one encoder pass per batch and both losses fall."""
+    import random
+
+    import torch
+    from spacy.training import Example
+    from spacy.training.initialize import init_nlp
+    from support import conll2003_docs
+
+    nlp = init_nlp(listener_training_config(tmp_path))
+    assert nlp.get_pipe("transformer").listening_components == ["tagger", "gliner_ner"]
+    examples = [Example(Doc(nlp.vocab, words=[t.text for t in d], spaces=[bool(t.whitespace_) for t in d]), d)
+                for d in conll2003_docs("train", 64)]
+    tower = nlp.get_pipe("transformer").model.transformer
+    tower_before = [p.detach().clone() for p in tower.parameters()]
+    softmax = next(node for node in nlp.get_pipe("tagger").model.walk() if node.name == "softmax")
+    tagger_before = softmax.get_param("W").copy()
+    optimizer = nlp.create_optimizer()
+    losses = {}
+    nlp.update(examples[:8], sgd=optimizer, losses=losses, exclude=["tagger"])
+    assert losses["gliner_ner"] > 0
+    # spaCy steps each component's optimizer right after its own update, so the transformer applies
+    # what its listeners sent at its next step (as with tok2vec): the gradient is there now
+    assert any(p.grad is not None and float(p.grad.abs().max()) > 0 for p in tower.parameters())
+    nlp.get_pipe("transformer").finish_update(optimizer)
+    moved = max(float((p.detach() - b).abs().max()) for p, b in zip(tower.parameters(), tower_before))
+    assert moved > 1e-5, "gliner_ner's gradient did not reach the shared transformer"
+    assert np.array_equal(softmax.get_param("W"), tagger_before)
+
+    rng = random.Random(0)
+    history = []
+    for _ in range(16):
+        losses = {}
+        nlp.update(rng.sample(examples, 8), sgd=optimizer, losses=losses)
+        history.append(losses)
+    for name in ("tagger", "gliner_ner"):
+        first, last = np.mean([h[name] for h in history[:4]]), np.mean([h[name] for h in history[-4:]])
+        assert last < 0.85 * first, f"{name} loss did not fall: {first:.1f} -> {last:.1f}"
+    assert not any(p.grad is not None and bool(torch.any(p.grad != 0)) for p in nlp.get_pipe("gliner_ner").extractor.model.text_encoder.transformer.parameters()), \
+        "gliner_ner's own text tower must stay unused while it listens"
+
+
+def test_spacy_train_runs_the_listener_config(tmp_path):
+    """``spacy train`` on the ready config: [transformer, tagger, gliner_ner] trains, saves and loads back."""
+    from spacy.cli.train import train
+
+    config = listener_training_config(tmp_path)
+    config_path = tmp_path / "config.cfg"
+    config.to_disk(config_path)
+    train(config_path, tmp_path / "out", overrides={"training.max_steps": 2, "training.eval_frequency": 1000})
+    nlp = spacy.load(tmp_path / "out" / "model-last")
+    assert nlp.pipe_names == ["transformer", "tagger", "gliner_ner"]
+    doc = nlp("Angela Merkel met Emmanuel Macron in Paris on Monday .")
+    assert all(token.tag_ for token in doc) and "sc" in doc.spans
