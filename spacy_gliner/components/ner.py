@@ -273,7 +273,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         from ..inference.entities import EntityExtractor
 
         extractor = EntityExtractor(
-            self._checkpoint_on_device(source, self.new_model),
+            self._checkpoint_on_device(source, self.new_model, text_tower=not self.listens),
             **self._window_settings(),
             label_cache_dtype=self.cfg["label_cache_dtype"],
             label_top_k=self.cfg.get("label_top_k"),

@@ -55,6 +55,7 @@ class GlinerModel(nn.Module):
         super().__init__()
         self.config = config
         self.text_encoder = TextEncoder(encoder, config.hidden_size)
+        self.text_width = int(encoder.config.hidden_size)  # the text tower's subword vectors, before projection
         if config.bi_encoder:
             if label_encoder is None:
                 raise ValueError("a bi-encoder GLiNER needs a label encoder")
@@ -140,10 +141,12 @@ class GlinerModel(nn.Module):
         words = projection(encoder_words) if projection is not None else encoder_words
         return WordRepresentations(self._contextualize(words, word_mask), word_mask, None, None, words)
 
-    @property
-    def text_width(self) -> int:
-        """Width of the text tower's subword vectors (before any projection)."""
-        return int(self.text_encoder.transformer.config.hidden_size)
+    def drop_text_tower(self) -> None:
+        """Bi-encoders whose text tower is a shared spaCy ``transformer``: free this copy of it.
+        Word vectors then come through ``represent_word_vectors``; the projection stays here."""
+        if not self.config.bi_encoder:
+            raise ValueError("only a bi-encoder's text tower can be held by another component")
+        self.text_encoder.transformer = None
 
     def _contextualize(self, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         # The reference bi-encoder (gliner 0.2.29) holds LSTM weights but never applies them.
