@@ -251,6 +251,8 @@ class EntityExtractor:
             raise ValueError(f"{len(word_vectors)} word vector arrays for {len(docs_words)} documents")
         width = self.model.text_width
         for index, (words, vectors) in enumerate(zip(docs_words, word_vectors)):
+            if not words and vectors.size(0) == 0:
+                continue  # an empty doc: the transformer gives it no columns either
             if tuple(vectors.shape) != (len(words), width):
                 raise ValueError(
                     f"document {index}: word vectors of shape {tuple(vectors.shape)}, expected ({len(words)}, {width}): "

@@ -88,6 +88,12 @@ def test_converted_pipeline_matches_standalone_component(converted, family):
     assert found > 10  # the comparison is not empty
 
 
+def test_listening_pipeline_takes_empty_and_whitespace_docs_beside_others(converted):
+    nlp, _ = converted("bi_sharp")
+    docs = list(nlp.pipe(["", "   ", "Deep learning changed computer vision at Google .", ""]))
+    assert [len(doc.spans.get("sc", [])) > 0 for doc in docs] == [False, False, True, False]
+
+
 def test_converter_refuses_a_uni_encoder(checkpoints):
     from spacy_gliner.components.listener import build_listener_pipeline
 
