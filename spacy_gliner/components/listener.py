@@ -23,10 +23,15 @@ POOLING_LAYERS = {"first": "reduce_first", "last": "reduce_last", "mean": "reduc
 TRF_DATA = "trf_data"  # the Doc extension spacy-transformers writes
 
 
+# The name spacy-transformers gives its listener layer (spaCy's Tok2VecListener, which listens to a
+# tok2vec, has the same handshake but no wordpieces to pool).
+LISTENER_LAYER = "transformer-listener"
+
+
 def listener_node(text_encoder):
     """The ``TransformerListener`` inside a ``text_encoder`` model, or None."""
     for node in text_encoder.walk():
-        if hasattr(node, "upstream_name") and hasattr(node, "receive"):
+        if node.name == LISTENER_LAYER and hasattr(node, "upstream_name"):
             return node
     return None
 

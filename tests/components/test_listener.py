@@ -232,3 +232,56 @@ def test_spacy_train_runs_the_listener_config(tmp_path):
     assert nlp.pipe_names == ["transformer", "tagger", "gliner_ner"]
     doc = nlp("Angela Merkel met Emmanuel Macron in Paris on Monday .")
     assert all(token.tag_ for token in doc) and "sc" in doc.spans
+
+
+def without_dropout(module):
+    import torch
+
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.Dropout):
+            layer.p = 0.0
+        if hasattr(layer, "dropout_prob"):  # BERT's attention passes its rate to the SDPA kernel
+            layer.dropout_prob = 0.0
+
+
+def test_gradient_through_the_listener_is_the_text_towers_own(checkpoints):
+    """The gradient gliner_ner sends back into the shared transformer equals the gradient of the
+    same loss with respect to the stand-alone model's own text tower (same batch, dropout off)."""
+    from spacy.training import Example
+    from spacy_gliner.components.listener import build_listener_pipeline
+
+    checkpoint = checkpoints("bi_sharp")
+    sentences = crossner_sentences("AI", 4)
+    gold = [(s, [(0, 1, LABELS[0]), (2, 4, LABELS[1])]) for s in sentences]
+
+    def examples(nlp):
+        out = []
+        for text, spans in gold:
+            reference = Doc(nlp.vocab, words=split_words(text))
+            reference.ents = [reference.char_span(reference[a].idx, reference[b - 1].idx + len(reference[b - 1]), label=label)
+                              for a, b, label in spans]
+            out.append(Example(Doc(nlp.vocab, words=split_words(text)), reference))
+        return out
+
+    alone = standalone(checkpoint)
+    own = alone.get_pipe("gliner_ner")
+    without_dropout(own.extractor.model)
+    batch = own._training_batch(examples(alone))
+    own._batch_loss(batch).backward()
+    expected = {name: p.grad for name, p in own.extractor.model.text_encoder.transformer.named_parameters()}
+
+    shared = build_listener_pipeline(str(checkpoint), LABELS)
+    tower = shared.get_pipe("transformer").model.transformer
+    without_dropout(tower)
+    without_dropout(shared.get_pipe("gliner_ner").extractor.model)
+    shared.update(examples(shared), sgd=None)  # the transformer is not stepped: its gradient stays
+    got = dict(tower.named_parameters())
+    compared = 0
+    for name, grad in expected.items():
+        if grad is None or float(grad.abs().max()) == 0:
+            continue
+        assert got[name].grad is not None, name
+        scale = float(grad.abs().max())
+        assert float((got[name].grad - grad).abs().max()) <= 1e-3 * scale, name
+        compared += 1
+    assert compared > 50  # every layer of the tower
