@@ -2,7 +2,7 @@
 component_configs/gliner_ner_listener_train.cfg ([transformer, tagger, gliner_ner], a new GLiNER
 bi-encoder whose text tower is the shared MiniLM transformer) on CoNLL-2003 POS tags and entities.
 
-    HF_HUB_OFFLINE=1 python bench/listener_training.py [--train 1000] [--dev 200] [--steps 400]
+    HF_HUB_OFFLINE=1 python bench/listener_training.py [--train 1000] [--dev 200] [--steps 600]
 
 Records every evaluation spaCy's training loop makes (tag accuracy, entity F1, the losses since
 the previous one) into bench/results/listener_training.json: both components' dev scores and
@@ -54,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", type=int, default=1000)
     parser.add_argument("--dev", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--learn-rate", type=float, default=2e-4, help="spaCy's optimizer: transformer and tagger")
     args = parser.parse_args()
