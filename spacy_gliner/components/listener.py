@@ -17,10 +17,42 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
 from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import Model
+from thinc.types import Floats2d, Ragged
 
 # The checkpoint's subtoken pooling -> the thinc reduction that gives the same word vectors.
 POOLING_LAYERS = {"first": "reduce_first", "last": "reduce_last", "mean": "reduce_mean", "max": "reduce_max"}
+# What the block written by this package pools with, per subtoken pooling (see first_subword).
+POOLING_ARCHITECTURES = {"first": "spacy_gliner.first_subword.v1", "last": "reduce_last.v1", "mean": "reduce_mean.v1",
+                         "max": "reduce_max.v1"}
 TRF_DATA = "trf_data"  # the Doc extension spacy-transformers writes
+
+
+@registry.layers("spacy_gliner.first_subword.v1")
+def first_subword() -> Model[Ragged, Floats2d]:
+    """thinc's ``reduce_first`` that also takes tokens without wordpieces (whitespace tokens, which
+    the transformer's alignment leaves empty and ``reduce_first`` refuses): they get zeros, and
+    gliner_ner never reads them (its words are the non-whitespace tokens). Named like thinc's
+    layer: it pools the same way."""
+    return Model(POOLING_LAYERS["first"], _first_subword_forward)
+
+
+def _first_subword_forward(model: Model, ragged: Ragged, is_train: bool):
+    xp = model.ops.xp
+    lengths = xp.asarray(ragged.lengths)
+    starts = xp.cumsum(lengths) - lengths
+    present = xp.nonzero(lengths > 0)[0]
+    data = ragged.dataXd
+    pooled = model.ops.alloc2f(len(lengths), data.shape[1])
+    pooled[present] = data[starts[present]]
+
+    def backprop(d_pooled):
+        d_data = model.ops.alloc2f(*data.shape)
+        d_data[starts[present]] = d_pooled[present]  # one distinct row per non-empty token
+        return Ragged(d_data, ragged.lengths)
+
+    return pooled, backprop
 
 
 # The name spacy-transformers gives its listener layer (spaCy's Tok2VecListener, which listens to a
@@ -44,7 +76,7 @@ def check_text_encoder(text_encoder, owner: str):
         raise ValueError(
             f"{owner}: 'text_encoder' must listen to an upstream transformer component: "
             '{"@architectures": "spacy-transformers.TransformerListener.v1", "upstream": "transformer", '
-            '"pooling": {"@layers": "reduce_first.v1"}, "grad_factor": 1.0}; '
+            '"pooling": {"@layers": "spacy_gliner.first_subword.v1"}, "grad_factor": 1.0}; '
             f"got {type(text_encoder).__name__}. Leave it unset to use the checkpoint's own text tower."
         )
     return text_encoder
@@ -58,7 +90,8 @@ def check_pooling(text_encoder, subtoken_pooling: str, owner: str) -> None:
         raise ValueError(
             f"{owner}: the checkpoint pools subwords into words by '{subtoken_pooling}', but its text_encoder "
             f"pools by {', '.join(found) or 'nothing known'}; set the listener's pooling to "
-            f'{{"@layers": "{wanted}.v1"}} so the word vectors are the ones its heads were trained on.'
+            f'{{"@layers": "{POOLING_ARCHITECTURES[subtoken_pooling]}"}} so the word vectors are the ones its heads '
+            "were trained on."
         )
 
 
@@ -158,7 +191,7 @@ def listener_config(upstream: str = "transformer", pooling: str = "first", grad_
         "@architectures": "spacy-transformers.TransformerListener.v1",
         "upstream": upstream,
         "grad_factor": grad_factor,
-        "pooling": {"@layers": f"{POOLING_LAYERS[pooling]}.v1"},
+        "pooling": {"@layers": POOLING_ARCHITECTURES[pooling]},
     }
 
 

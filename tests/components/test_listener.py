@@ -94,6 +94,29 @@ def test_listening_pipeline_takes_empty_and_whitespace_docs_beside_others(conver
     assert [len(doc.spans.get("sc", [])) > 0 for doc in docs] == [False, False, True, False]
 
 
+def test_whitespace_tokens_have_no_wordpieces_and_change_nothing(converted):
+    """The transformer aligns no wordpiece to a whitespace token (thinc's reduce_first refuses such
+    tokens; first_subword gives them zeros): the spans are the stand-alone component's."""
+    nlp, alone = converted("bi_sharp")
+    words = ["The", "  ", "European", "Union", "\n", "met", "in", "Brussels", "on", "deep", "learning", "."]
+    spaces = [True, False, True, False, False, True, True, True, True, True, False, False]
+    shared = nlp(Doc(nlp.vocab, words=words, spaces=spaces))
+    own = alone(Doc(alone.vocab, words=words, spaces=spaces))
+    assert spans_and_scores(shared)[0] == spans_and_scores(own)[0] and spans_and_scores(own)[0]
+    np.testing.assert_allclose(spans_and_scores(shared)[1], spans_and_scores(own)[1], atol=1e-5)
+
+
+def test_first_subword_pooling_and_its_gradient():
+    from spacy_gliner.components.listener import first_subword
+    from thinc.types import Ragged
+
+    data = np.arange(12, dtype="float32").reshape(6, 2)
+    pooled, backprop = first_subword()(Ragged(data, np.array([2, 0, 3, 0, 1], dtype="int32")), is_train=True)
+    np.testing.assert_array_equal(pooled, [[0, 1], [0, 0], [4, 5], [0, 0], [10, 11]])
+    gradient = backprop(np.ones((5, 2), dtype="float32")).dataXd
+    np.testing.assert_array_equal(gradient[:, 0], [1, 0, 1, 0, 0, 1])
+
+
 def test_converter_refuses_a_uni_encoder(checkpoints):
     from spacy_gliner.components.listener import build_listener_pipeline
 
@@ -101,7 +124,7 @@ def test_converter_refuses_a_uni_encoder(checkpoints):
         build_listener_pipeline(str(checkpoints("uni_marker")), LABELS)
 
 
-def listening_ner(nlp, checkpoint, upstream="transformer", pooling="reduce_first.v1"):
+def listening_ner(nlp, checkpoint, upstream="transformer", pooling="spacy_gliner.first_subword.v1"):
     return nlp.add_pipe("gliner_ner", config={"model": str(checkpoint), "labels": LABELS, "text_encoder": {
         "@architectures": "spacy-transformers.TransformerListener.v1", "upstream": upstream, "grad_factor": 1.0,
         "pooling": {"@layers": pooling}}})
@@ -139,7 +162,7 @@ def test_transformer_of_another_width_fails_naming_both_sizes(checkpoints, tmp_p
 
 def test_listener_pooling_must_match_the_checkpoint(checkpoints):
     nlp = spacy.blank("en")
-    with pytest.raises(ValueError, match=r"pools subwords into words by 'first'.*reduce_mean.*reduce_first.v1"):
+    with pytest.raises(ValueError, match=r"pools subwords into words by 'first'.*reduce_mean.*spacy_gliner.first_subword.v1"):
         listening_ner(nlp, checkpoints("bi_span"), pooling="reduce_mean.v1")
 
 
