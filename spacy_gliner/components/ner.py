@@ -244,6 +244,14 @@ class GlinerNER(TrainableGliner, GlinerPipe):
                 "Remove 'text_encoder', or use a bi-encoder checkpoint."
             )
         check_pooling(self.model, config.subtoken_pooling, self.name)
+        tower_width = (config.encoder_config or {}).get("hidden_size", config.hidden_size)
+        if config.subtoken_pooling == "max" and tower_width != config.hidden_size:
+            # pooled outside, projected here: max pooling does not commute with the projection
+            raise ValueError(
+                f"{self.name}: {self.source or 'this model'} max-pools subwords after projecting them from "
+                f"{tower_width} to {config.hidden_size} dimensions, which a listener pooling the transformer's "
+                "output cannot reproduce. Remove 'text_encoder' to run the checkpoint's own text tower."
+            )
 
     def _normalize_labels(self, labels, where: str):
         """Label names and the texts the model reads; lower-cased texts when ``lowercase_labels``
