@@ -1,6 +1,8 @@
 """The command line: ``python -m spacy_gliner annotate PIPELINE INPUT OUTPUT [options]``,
-``python -m spacy_gliner visualize PIPELINE TEXT_OR_FILE [--output page.html] [--serve]`` and
-``python -m spacy_gliner export-onnx PIPELINE [--int8]``."""
+``python -m spacy_gliner visualize PIPELINE TEXT_OR_FILE [--output page.html] [--serve]``,
+``python -m spacy_gliner export-onnx PIPELINE [--int8]`` and
+``python -m spacy_gliner to-listener CHECKPOINT OUTPUT --labels a,b`` (a bi-encoder's text tower as
+a shared spaCy ``transformer``)."""
 from __future__ import annotations
 
 import argparse
@@ -61,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "runs ONNX Runtime without exporting. Needs: pip install \"spacy-gliner[onnx]\".")
     export.add_argument("pipeline", help="saved pipeline directory")
     export.add_argument("--int8", action="store_true", help="also write int8 (dynamically quantized) files and use them")
+    to_listener = commands.add_parser(
+        "to-listener", help="a bi-encoder checkpoint as a pipeline [transformer, gliner_ner] sharing its text tower",
+        description="Write a pipeline whose 'transformer' component (spacy-transformers) holds the text tower of the "
+                    "bi-encoder CHECKPOINT and whose gliner_ner (label tower and heads) listens to it, so other "
+                    "components can share the same encoder pass.")
+    to_listener.add_argument("checkpoint", help="bi-encoder GLiNER checkpoint directory or cached hub id")
+    to_listener.add_argument("output", help="pipeline directory to write")
+    to_listener.add_argument("--labels", required=True, help="entity labels, comma-separated")
+    to_listener.add_argument("--lang", default="en", help="language of the blank pipeline")
+    to_listener.add_argument("--window", type=int, default=128, help="tokens per transformer span")
+    to_listener.add_argument("--stride", type=int, default=96, help="tokens between transformer span starts")
     return parser
 
 
@@ -87,6 +100,16 @@ def run_export_onnx(args) -> int:
     return 0
 
 
+def run_to_listener(args) -> int:
+    from .components.listener import build_listener_pipeline
+
+    labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+    nlp = build_listener_pipeline(args.checkpoint, labels, lang=args.lang, window=args.window, stride=args.stride)
+    nlp.to_disk(args.output)
+    print(f"wrote {args.output}: {', '.join(nlp.pipe_names)}", file=sys.stderr)
+    return 0
+
+
 def run_visualize(args) -> int:
     from .visualization import visualize
 
@@ -104,6 +127,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return run_visualize(args)
     if args.command == "export-onnx":
         return run_export_onnx(args)
+    if args.command == "to-listener":
+        return run_to_listener(args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from .annotate import annotate
 

@@ -253,3 +253,22 @@ def conll04_relation_sentences(count: int = 5):
     picked = [d for d in data if d.get("relations") and 10 <= len(d["tokens"]) <= 30][:count]
     relations = sorted({r["type"] for d in data for r in d["relations"]})
     return [" ".join(d["tokens"]) for d in picked], relations
+
+
+
+def conll2003_docs(split: str, limit: int):
+    """The first ``limit`` sentences of CoNLL-2003 ``split`` (train/valid/test) as Docs with their
+    POS tags (``token.tag_``) and entities (``doc.ents``): gold for a tagger and an NER at once.
+    Read with spaCy's own CoNLL-2003 converter, one sentence per doc."""
+    from spacy.training.converters import conll_ner_to_docs
+
+    block, blank_lines = [], 0
+    with (DATA / "conll2003" / f"{split}.txt").open(encoding="utf8") as lines:
+        for line in lines:  # whole sentences, a few more than asked (-DOCSTART- lines count too)
+            block.append(line)
+            blank_lines += not line.strip()
+            if blank_lines > 2 * limit + 10:
+                break
+    docs = [doc for doc in conll_ner_to_docs("".join(block).strip(), n_sents=1, no_print=True)
+            if len(doc) and doc[0].text != "-DOCSTART-"]
+    return docs[:limit]

@@ -12,10 +12,11 @@ def model_device():
     return torch.device("cpu")
 
 
-def load_on_model_device(source):
-    """The checkpoint at ``source`` (directory or hub id), its model moved to :func:`model_device`."""
+def load_on_model_device(source, text_tower: bool = True):
+    """The checkpoint at ``source`` (directory or hub id), its model moved to :func:`model_device`
+    (without its text tower when a shared transformer holds it, ``text_tower=False``)."""
     from ..modeling.checkpoint import load_checkpoint
 
-    checkpoint = load_checkpoint(source)
+    checkpoint = load_checkpoint(source, text_tower=text_tower)
     checkpoint.model.to(model_device())
     return checkpoint

@@ -13,10 +13,15 @@ from spacy.scorer import Scorer
 from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
+from thinc.api import Model
 
 from .base import CHECKPOINT_DIR, ONNX_DIR, GlinerPipe, check_backend_settings, local_checkpoint_config
 from ..training.settings import check_training_settings
 from .annotations import doc_words, normalize_labels, optional_int, warn_counts, write_entities
+from .listener import (
+    ListenedBatch, check_docs_listened, check_pooling, check_text_encoder, check_upstream, check_width, listener_node,
+    send_zero_gradient, word_vectors,
+)
 from .trainable import (
     DEFAULT_TRAINING, TrainableGliner, check_model_source, check_new_model, label_data_of, labels_by_corpus, saved_field,
 )
@@ -26,6 +31,9 @@ LABEL_CACHE_DIR = "label_cache"
 DEFAULT_NER_CONFIG: Dict[str, Any] = {
     "model": None,
     "new_model": None,
+    # bi-encoders: a spacy-transformers.TransformerListener.v1 block, the shared `transformer`
+    # component then runs the text tower (components/listener.py); None runs the checkpoint's own
+    "text_encoder": None,
     "training": {},
     "labels": [],
     "threshold": 0.5,
@@ -61,6 +69,7 @@ def make_gliner_ner(
     name: str,
     model: Optional[str],
     new_model: Optional[Dict[str, Any]],
+    text_encoder: Optional[Model],
     training: Dict[str, Any],
     labels: Union[List[str], Dict[str, str]],
     threshold: float,
@@ -88,6 +97,7 @@ def make_gliner_ner(
         name=name,
         model=model,
         new_model=new_model,
+        text_encoder=text_encoder,
         training=training,
         labels=labels,
         threshold=threshold,
@@ -143,6 +153,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         *,
         model: Optional[str] = None,
         new_model: Optional[Dict[str, Any]] = None,
+        text_encoder: Optional[Model] = None,
         training: Optional[Dict[str, Any]] = None,
         labels: Union[List[str], Dict[str, str]] = (),
         threshold: float = 0.5,
@@ -208,7 +219,9 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         self._trainer = None
         self._batches = None
         self.corpus_labels: Dict[str, List[str]] = {}
-        self.model = None  # the torch network lives in the extractor; it trains with its own optimizer
+        # The torch network lives in the extractor and trains with its own optimizer. thinc's slot
+        # holds only a text_encoder listener, where spaCy's transformer component finds it.
+        self.model = check_text_encoder(text_encoder, name) if text_encoder is not None else None
         if self.source is not None:
             self._validate_local_checkpoint()
 
@@ -231,6 +244,30 @@ class GlinerNER(TrainableGliner, GlinerPipe):
             )
         if self.label_texts:
             check_checkpoint_label_lengths(Path(self.source).expanduser(), self.label_texts)
+        if self.listens:
+            self._check_listening(config)
+
+    @property
+    def listens(self) -> bool:
+        """The text tower is a shared spaCy ``transformer`` (the ``text_encoder`` setting)."""
+        return self.model is not None
+
+    def _check_listening(self, config) -> None:
+        if not config.bi_encoder:
+            raise ValueError(
+                f"{self.name}: 'text_encoder' (a shared transformer) replaces the text tower of bi-encoder "
+                f"checkpoints only; {self.source or 'this model'} reads labels and text in one encoder pass. "
+                "Remove 'text_encoder', or use a bi-encoder checkpoint."
+            )
+        check_pooling(self.model, config.subtoken_pooling, self.name)
+        tower_width = (config.encoder_config or {}).get("hidden_size", config.hidden_size)
+        if config.subtoken_pooling == "max" and tower_width != config.hidden_size:
+            # pooled outside, projected here: max pooling does not commute with the projection
+            raise ValueError(
+                f"{self.name}: {self.source or 'this model'} max-pools subwords after projecting them from "
+                f"{tower_width} to {config.hidden_size} dimensions, which a listener pooling the transformer's "
+                "output cannot reproduce. Remove 'text_encoder' to run the checkpoint's own text tower."
+            )
 
     def _normalize_labels(self, labels, where: str):
         """Label names and the texts the model reads; lower-cased texts when ``lowercase_labels``
@@ -260,13 +297,15 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         from ..inference.entities import EntityExtractor
 
         extractor = EntityExtractor(
-            self._checkpoint_on_device(source, self.new_model),
+            self._checkpoint_on_device(source, self.new_model, text_tower=not self.listens),
             **self._window_settings(),
             label_cache_dtype=self.cfg["label_cache_dtype"],
             label_top_k=self.cfg.get("label_top_k"),
         )
         if label_cache is None:  # a saved pipeline's labels were checked when they were added
             extractor.check_labels(self.label_texts)
+        if self.listens:
+            self._check_listening(extractor.config)
         extractor.accelerate(self.cfg.get("quantize"), self.cfg.get("precision", "float32"), self.cfg.get("compile", False), self.name)
         self._use_backend(extractor, onnx_dir)
         if label_cache is not None and extractor.label_cache is not None:
@@ -297,6 +336,8 @@ class GlinerNER(TrainableGliner, GlinerPipe):
                 warn_counts(self.name, "training data", problems)
             self._require_labels()
             self.extractor.check_labels(self.label_texts)
+            if self.listens and nlp is not None:
+                check_upstream(nlp, self.name, self.model, self.extractor.model.text_width)
             if self.extractor.label_cache is not None:
                 self.extractor.prepare_label_vectors(self.label_texts)
         except BaseException:
@@ -377,9 +418,73 @@ class GlinerNER(TrainableGliner, GlinerPipe):
 
         docs = list(docs)
         self._require_labels()
-        words = [doc_words(doc)[0] for doc in docs]
+        read = [doc_words(doc) for doc in docs]
         settings = DecodeSettings(self.cfg["threshold"], self.cfg["nested"], self.cfg["multi_label"], self.cfg.get("merge_adjacent", False))
-        return self.extractor.extract(words, self.label_texts, settings)
+        words = [w for w, _ in read]
+        if not self.listens:
+            return self.extractor.extract(words, self.label_texts, settings)
+        return self.extractor.extract(words, self.label_texts, settings, self._listened_vectors(docs, [ids for _, ids in read]))
+
+    def _listened_vectors(self, docs: List[Doc], token_ids):
+        """Word vectors of ``docs`` from the shared transformer's output on them (no gradient)."""
+        check_docs_listened(docs, self.name)
+        check_width(listener_node(self.model), self.name, self.extractor.model.text_width)
+        return word_vectors(self.model.predict(docs), token_ids, self.extractor.model.device)
+
+    # -- training with a shared transformer -----------------------------------------------------
+    def _training_batch(self, examples: Iterable[Example], for_update: bool = True):
+        """Listening: the batch carries the listener's word vectors (a leaf tensor for an update)
+        and, for an update, the listener's backprop (:class:`listener.ListenedBatch`)."""
+        if not self.listens:
+            return super()._training_batch(examples, for_update)
+        import sys
+        from collections import Counter
+
+        import torch
+
+        from ..training.batches import split_long_texts
+
+        examples = list(examples)
+        docs = [eg.predicted for eg in examples]
+        self._get_trainer()
+        extractor = self.extractor
+        if for_update:
+            arrays, backprop = self.model.begin_update(docs)
+        else:
+            check_docs_listened(docs, self.name)
+            arrays, backprop = self.model.predict(docs), None
+        token_ids = [doc_words(doc)[1] for doc in docs]
+        texts = []
+        for index, example in enumerate(examples):
+            text = self._gold_text(example, Counter())
+            if text is not None:
+                text.origin = (index, 0)
+                texts.append(text)
+        # the transformer read the subwords: only the model's word limit cuts texts here
+        texts, _ = split_long_texts(texts, extractor.inputs, extractor.max_window_words, extractor.window_overlap, sys.maxsize)
+        batch = self._batches.build(texts) if texts else None
+        if batch is None or not batch.sample.num_labels:
+            if backprop is not None:
+                send_zero_gradient(arrays, backprop)
+            return None
+        vectors = word_vectors(arrays, token_ids, extractor.model.device)
+        width = int(batch.encoded.num_words.max())
+        rows = torch.zeros((len(texts), width, extractor.model.text_width), device=extractor.model.device)
+        for row, text in enumerate(texts):
+            doc_index, first = text.origin
+            rows[row, : len(text.words)] = vectors[doc_index][first : first + len(text.words)]
+        batch.word_vectors = rows.requires_grad_(for_update)
+        return ListenedBatch(batch, [text.origin for text in texts], token_ids, arrays, backprop)
+
+    def _train_step(self, batch) -> float:
+        if not isinstance(batch, ListenedBatch):
+            return super()._train_step(batch)
+        loss = super()._train_step(batch.batch)
+        batch.send_gradient()
+        return loss
+
+    def _batch_loss(self, batch):
+        return super()._batch_loss(batch.batch if isinstance(batch, ListenedBatch) else batch)
 
     def set_annotations(self, docs: Iterable[Doc], decoded) -> None:
         for doc, spans in zip(docs, decoded):

@@ -199,13 +199,16 @@ class TrainableGliner(TrainingSteps):
         self.cfg.update({key: value for key, value in saved["cfg"].items() if key not in self.RUNTIME_SETTINGS})
         self.source = saved.get("source", self.source)
 
-    def _checkpoint_on_device(self, source, new_model_spec: Dict[str, Any]):
-        """The checkpoint at ``source``, or (None) a new one built from ``new_model_spec``, on the model device."""
+    def _checkpoint_on_device(self, source, new_model_spec: Dict[str, Any], text_tower: bool = True):
+        """The checkpoint at ``source``, or (None) a new one built from ``new_model_spec``, on the model
+        device; ``text_tower=False``: without the text tower (a shared transformer holds it)."""
         from .device import load_on_model_device, model_device
 
         if source is not None:
-            return load_on_model_device(source)
+            return load_on_model_device(source, text_tower)
         checkpoint = build_new_checkpoint(self.name, new_model_spec)
+        if not text_tower and checkpoint.config.bi_encoder:
+            checkpoint.model.drop_text_tower()
         checkpoint.model.to(model_device())
         return checkpoint
 

@@ -17,7 +17,7 @@ from ..modeling.inputs import InputBuilder
 from ..modeling.label_checks import check_label_lengths, prompt_budget
 from ..modeling.label_cache import LabelVectorCache
 from .span_grid import spans_inside
-from .window_batches import window_batches
+from .window_batches import window_batches, word_vector_batches
 from .windows import Window, plan_windows
 
 
@@ -197,14 +197,35 @@ class EntityExtractor:
             windows.extend(plan_windows(doc_index, counts, self.max_window_words, budget, self.window_overlap))
         return windows
 
+    def windows_for_word_vectors(self, doc_vectors: Sequence[torch.Tensor]) -> List[Window]:
+        """Windows over documents given as word vectors: only the word limit applies (the
+        subwords were read by whoever made the vectors)."""
+        windows: List[Window] = []
+        for doc_index, vectors in enumerate(doc_vectors):
+            count = int(vectors.size(0))
+            windows.extend(plan_windows(doc_index, [1] * count, self.max_window_words, self.max_window_words, self.window_overlap))
+        return windows
+
     def extract(
-        self, docs_words: Sequence[Sequence[str]], label_texts: Sequence[str], settings: DecodeSettings
+        self,
+        docs_words: Sequence[Sequence[str]],
+        label_texts: Sequence[str],
+        settings: DecodeSettings,
+        word_vectors: Optional[Sequence[torch.Tensor]] = None,
     ) -> List[List[DecodedSpan]]:
-        """Decoded spans per document, in document order; labels index into ``label_texts``."""
+        """Decoded spans per document, in document order; labels index into ``label_texts``.
+
+        ``word_vectors`` (bi-encoders): per document, the (words, text width) vectors a shared
+        transformer pooled from its subwords, on the model's device; they replace the text tower.
+        """
         results: List[List[DecodedSpan]] = [[] for _ in docs_words]
         if not label_texts or not any(docs_words):
             return results
-        pieces = [self.inputs.word_pieces(words) for words in docs_words]
+        if word_vectors is not None:
+            self._check_word_vectors(docs_words, word_vectors)
+            pieces = None
+        else:
+            pieces = [self.inputs.word_pieces(words) for words in docs_words]
         candidates: Dict[int, List[DecodedSpan]] = {}
         if self.config.bi_encoder:
             self.prepare_label_vectors(label_texts)
@@ -212,8 +233,8 @@ class EntityExtractor:
             # the caller's own list when it is one group: row look-ups are memoised on it
             group_texts = label_texts if len(group) == len(label_texts) else [label_texts[i] for i in group]
             prompt = [] if self.config.bi_encoder else self.inputs.prompt_ids(group_texts)
-            windows = self.windows_for(pieces, len(prompt))
-            found = self._score_windows(windows, pieces, prompt, group, group_texts, settings)
+            batches = self._vector_batches(word_vectors) if pieces is None else self._text_batches(pieces, prompt)
+            found = self._score_windows(batches, group, group_texts, settings)
             for doc_index, spans in found.items():
                 candidates.setdefault(doc_index, []).extend(spans)
         for doc_index, spans in candidates.items():
@@ -221,8 +242,50 @@ class EntityExtractor:
             results[doc_index] = merge_adjacent_same_label(selected) if settings.merge_adjacent else selected
         return results
 
-    def _score_windows(self, windows, pieces, prompt, group, label_texts, settings) -> Dict[int, List[DecodedSpan]]:
-        """Candidates per document, labels already mapped to positions in the full label list."""
+    def _text_batches(self, pieces, prompt):
+        """``batches(encode)`` over the windows of documents given as subwords, encoded by the text tower."""
+        windows = self.windows_for(pieces, len(prompt))
+
+        def batches(encode):
+            return window_batches(
+                windows, pieces, self.inputs, self.batch_size, self.model.device,
+                lambda inputs: encode(lambda: self.inference_model.represent(inputs)), prompt=prompt,
+            )
+
+        return batches
+
+    def _vector_batches(self, word_vectors):
+        """``batches(encode)`` over the windows of documents given as word vectors."""
+        windows = self.windows_for_word_vectors(word_vectors)
+
+        def batches(encode):
+            return word_vector_batches(
+                windows, word_vectors, self.batch_size,
+                lambda words, mask: encode(lambda: self.inference_model.represent_word_vectors(words, mask)),
+            )
+
+        return batches
+
+    def _check_word_vectors(self, docs_words, word_vectors) -> None:
+        if not self.config.bi_encoder:
+            raise ValueError("word vectors from a shared transformer replace the text tower of bi-encoder checkpoints only")
+        if len(word_vectors) != len(docs_words):
+            raise ValueError(f"{len(word_vectors)} word vector arrays for {len(docs_words)} documents")
+        width = self.model.text_width
+        for index, (words, vectors) in enumerate(zip(docs_words, word_vectors)):
+            if not words and vectors.size(0) == 0:
+                continue  # an empty doc: the transformer gives it no columns either
+            if tuple(vectors.shape) != (len(words), width):
+                raise ValueError(
+                    f"document {index}: word vectors of shape {tuple(vectors.shape)}, expected ({len(words)}, {width}): "
+                    "one vector per word, as wide as the checkpoint's text tower"
+                )
+
+    def _score_windows(self, batches, group, label_texts, settings) -> Dict[int, List[DecodedSpan]]:
+        """Candidates per document, labels already mapped to positions in the full label list.
+
+        ``batches(encode)`` yields the window batches (``_text_batches``, ``_vector_batches``);
+        ``encode(represent)`` turns a batch's word representations into what is scored below."""
         group = np.asarray(group)
         found: Dict[int, List[DecodedSpan]] = {}
         device = self.model.device
@@ -232,15 +295,15 @@ class EntityExtractor:
         rows = self._label_rows(label_texts) if self.config.bi_encoder else None
         retrieve = bi_span and self.label_top_k is not None and self.label_top_k < len(label_texts)
 
-        def encode(inputs):
+        def encode(represent):
             with self._precision():
-                reps = self.inference_model.represent(inputs)
+                reps = represent()
                 # bi-encoder span models: span vectors once per batch, then one product per label chunk
                 spans = self.inference_model.span_head(reps.words, reps.word_mask).float() if bi_span else None
             return reps, spans
 
         with torch.inference_mode():
-            for batch in window_batches(windows, pieces, self.inputs, self.batch_size, device, encode, prompt=prompt):
+            for batch in batches(encode):
                 reps, spans = batch.encoded
                 if retrieve:
                     chunks = [self._retrieved_candidates(spans, batch.windows, label_texts, rows, group, settings, device)]

@@ -27,7 +27,7 @@ DocumentPieces = Union[Sequence[Sequence[List[int]]], Mapping[int, Sequence[List
 class WindowBatch(Generic[Job, Encoded]):
     jobs: List[Job]
     windows: List[Window]  # windows[i] is jobs[i]'s window
-    inputs: EncodedBatch  # on the model's device
+    inputs: Optional[EncodedBatch]  # on the model's device; None for batches of given word vectors
     encoded: Encoded  # what the task's ``encode`` made of ``inputs``
 
 
@@ -70,3 +70,27 @@ def window_batches(
             built = builder.build(texts, prompt)
         built = built.to(device)
         yield WindowBatch([jobs[i] for i in chosen], batch_windows, built, encode(built))
+
+
+def word_vector_batches(
+    windows: Sequence[Window],
+    doc_vectors: Sequence["torch.Tensor"],
+    batch_size: int,
+    encode: Callable[["torch.Tensor", "torch.Tensor"], Encoded],
+) -> Iterator[WindowBatch[Window, Encoded]]:
+    """The same batching for documents whose word vectors are already computed (by a shared
+    spaCy ``transformer``): shortest windows first, each row its window's slice of its
+    document's (words, width) vectors, zero-padded as pooled words are. ``encode(words,
+    word_mask)`` gets the (B, W, width) vectors and the (B, W) mask."""
+    import torch
+
+    order = sorted(range(len(windows)), key=lambda i: windows[i].length)
+    for begin in range(0, len(order), batch_size):
+        batch_windows = [windows[i] for i in order[begin : begin + batch_size]]
+        lengths = torch.tensor([w.length for w in batch_windows])
+        first = doc_vectors[batch_windows[0].doc_index]
+        words = first.new_zeros((len(batch_windows), int(lengths.max()), first.size(-1)))
+        for row, window in enumerate(batch_windows):
+            words[row, : window.length] = doc_vectors[window.doc_index][window.start : window.end]
+        word_mask = (torch.arange(words.size(1)).unsqueeze(0) < lengths.unsqueeze(1)).to(words.device)
+        yield WindowBatch(batch_windows, batch_windows, None, encode(words, word_mask))

@@ -37,6 +37,9 @@ REFERENCE_PREFIXES: List[Tuple[str, str]] = [
     ("cross_fuser.", "post_fusion."),
 ]
 
+# Our names of the text tower's weights (a bi-encoder listening to a spaCy transformer has none).
+TEXT_TOWER_PREFIX = "text_encoder.transformer."
+
 # Buffers some transformers versions saved and others rebuild; never weights.
 _IGNORABLE_SUFFIXES = ("embeddings.position_ids",)
 
@@ -360,13 +363,21 @@ def check_checkpoint_label_lengths(directory: Path, label_texts) -> None:
     check_label_lengths(InputBuilder(tokenizer, config, label_tokenizer), label_texts)
 
 
-def load_checkpoint(name_or_path: Union[str, Path], extra_prefixes: List[Tuple[str, str]] = ()) -> GlinerCheckpoint:
+def load_checkpoint(
+    name_or_path: Union[str, Path], extra_prefixes: List[Tuple[str, str]] = (), text_tower: bool = True
+) -> GlinerCheckpoint:
+    """``text_tower=False`` (bi-encoders whose text tower is a shared spaCy transformer): the model
+    without it; its weights are ignored if the directory has them, and not required if not."""
     directory = resolve_checkpoint_dir(name_or_path)
     config = read_config(directory)
     weights = read_weights(directory)
     tokenizer, label_tokenizer = open_tokenizers(directory, config)
     model = GlinerModel.from_config(config)
-    load_state_strictly(model, to_our_keys(weights, list(extra_prefixes) + relation_prefixes(config)), str(directory))
+    state = to_our_keys(weights, list(extra_prefixes) + relation_prefixes(config))
+    if not text_tower and config.bi_encoder:  # (a uni-encoder's one encoder is its text tower)
+        model.drop_text_tower()
+        state = {k: v for k, v in state.items() if not k.startswith(TEXT_TOWER_PREFIX)}
+    load_state_strictly(model, state, str(directory))
     model.eval()
     return GlinerCheckpoint(config, model, tokenizer, label_tokenizer)
 

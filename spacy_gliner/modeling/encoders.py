@@ -45,6 +45,11 @@ class TextEncoder(nn.Module):
             self.projection = nn.Linear(encoder_size, hidden_size)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.transformer is None:
+            raise RuntimeError(
+                "this model's text tower was dropped: a shared spaCy transformer computes its word vectors "
+                "(GlinerModel.represent_word_vectors); run it through its pipeline."
+            )
         hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)[0]
         if hasattr(self, "projection"):
             hidden = self.projection(hidden)

@@ -55,6 +55,7 @@ class GlinerModel(nn.Module):
         super().__init__()
         self.config = config
         self.text_encoder = TextEncoder(encoder, config.hidden_size)
+        self.text_width = int(encoder.config.hidden_size)  # the text tower's subword vectors, before projection
         if config.bi_encoder:
             if label_encoder is None:
                 raise ValueError("a bi-encoder GLiNER needs a label encoder")
@@ -127,10 +128,31 @@ class GlinerModel(nn.Module):
             prompts, prompt_mask = gather_prompt_vectors(
                 tokens, batch.input_ids, batch.attention_mask, self.config.class_token_index, self.config.embed_ent_token
             )
+        return WordRepresentations(self._contextualize(words, word_mask), word_mask, prompts, prompt_mask, tokens)
+
+    def represent_word_vectors(self, encoder_words: torch.Tensor, word_mask: torch.Tensor) -> WordRepresentations:
+        """Bi-encoder: representations from word vectors another model already pooled from the
+        text tower's subwords (a shared spaCy ``transformer``, components/listener.py), shaped
+        (B, W, encoder width). What ``represent`` does after pooling is done here: the projection
+        to the GLiNER hidden size (it commutes with first/last/mean pooling, being affine)."""
+        if not self.config.bi_encoder:
+            raise ValueError("word vectors from another encoder replace the text tower of bi-encoder models only")
+        projection = getattr(self.text_encoder, "projection", None)
+        words = projection(encoder_words) if projection is not None else encoder_words
+        return WordRepresentations(self._contextualize(words, word_mask), word_mask, None, None, words)
+
+    def drop_text_tower(self) -> None:
+        """Bi-encoders whose text tower is a shared spaCy ``transformer``: free this copy of it.
+        Word vectors then come through ``represent_word_vectors``; the projection stays here."""
+        if not self.config.bi_encoder:
+            raise ValueError("only a bi-encoder's text tower can be held by another component")
+        self.text_encoder.transformer = None
+
+    def _contextualize(self, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         # The reference bi-encoder (gliner 0.2.29) holds LSTM weights but never applies them.
         if hasattr(self, "word_lstm") and not self.config.bi_encoder:
-            words = self.word_lstm(words, word_mask)
-        return WordRepresentations(words, word_mask, prompts, prompt_mask, tokens)
+            return self.word_lstm(words, word_mask)
+        return words
 
     def label_vectors(self, label_input_ids: torch.Tensor, label_attention_mask: torch.Tensor) -> torch.Tensor:
         """Bi-encoder: (N, D) label vectors ready for scoring (projection included for span models)."""

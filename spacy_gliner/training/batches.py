@@ -29,6 +29,9 @@ class GoldText:
     spans: List[Tuple[int, int, str]]
     corpus: Optional[str] = None
     relations: List[Tuple[int, int, str]] = field(default_factory=list)
+    # (document index in its batch, first word): where the words come from, when a text is a
+    # window of a longer document (split_long_texts keeps it), to find its words' vectors
+    origin: Tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -39,6 +42,9 @@ class TrainingBatch:
     targets: torch.Tensor  # (B, W, K, C) span models, (B, W, C, 3) token models
     position_mask: torch.Tensor  # (B, W, K) valid spans, or (B, W) valid words
     counts: Dict[str, int] = field(default_factory=dict)
+    # (B, W, text width) word vectors from a shared transformer (bi-encoders listening to a spaCy
+    # ``transformer``); the model then reads these instead of running its text tower on ``encoded``
+    word_vectors: Optional[torch.Tensor] = None
 
 
 def split_long_texts(
@@ -71,7 +77,8 @@ def split_long_texts(
                 if head in index and tail in index:
                     relations.append((index[head], index[tail], label))
                     placed.add(r)
-            out.append(GoldText(text.words[window.start : window.end], spans, text.corpus, relations))
+            origin = (text.origin[0], text.origin[1] + window.start)
+            out.append(GoldText(text.words[window.start : window.end], spans, text.corpus, relations, origin))
         lost["relations"] += len(text.relations) - len(placed)
     return out, lost
 

@@ -76,7 +76,12 @@ class Trainer:
 
     def loss(self, batch: TrainingBatch, label_vectors: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The GLiNER loss of one batch (no gradient step)."""
-        reps = self.model.represent(batch.encoded.to(self.model.device))
+        if batch.word_vectors is not None:
+            num_words = batch.encoded.num_words.to(self.model.device)
+            word_mask = torch.arange(batch.word_vectors.size(1), device=self.model.device).unsqueeze(0) < num_words.unsqueeze(1)
+            reps = self.model.represent_word_vectors(batch.word_vectors, word_mask)
+        else:
+            reps = self.model.represent(batch.encoded.to(self.model.device))
         # spans past a sentence's end are masked out of the loss: not computing them is the same loss
         # post-fusion models: labels attend to each other, so a sample's padded labels are masked out
         label_mask = batch.label_mask.to(self.model.device)

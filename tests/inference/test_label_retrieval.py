@@ -55,7 +55,7 @@ def candidates(ex, docs, labels, top_k):
         pieces = [ex.inputs.word_pieces(words) for words in docs]
         # multi_label: every (span, label) above the threshold is a candidate, not only each span's best.
         found = ex._score_windows(
-            ex.windows_for(pieces, 0), pieces, [], list(range(len(labels))), labels, DecodeSettings(THRESHOLD, multi_label=True)
+            ex._text_batches(pieces, []), list(range(len(labels))), labels, DecodeSettings(THRESHOLD, multi_label=True)
         )
     finally:
         ex.label_top_k = None
