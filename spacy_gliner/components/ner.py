@@ -222,6 +222,12 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         # The torch network lives in the extractor and trains with its own optimizer. thinc's slot
         # holds only a text_encoder listener, where spaCy's transformer component finds it.
         self.model = check_text_encoder(text_encoder, name) if text_encoder is not None else None
+        if self.model is not None and backend == "onnx":
+            raise ValueError(
+                f"{name}: 'backend': 'onnx' exports the component's own encoders, but with 'text_encoder' the text "
+                "tower runs in the shared spaCy transformer (torch). Remove 'text_encoder' to serve the whole "
+                "model from ONNX Runtime, or keep the listener with 'backend': 'torch'."
+            )
         if self.source is not None:
             self._validate_local_checkpoint()
 

@@ -124,10 +124,17 @@ def test_converter_refuses_a_uni_encoder(checkpoints):
         build_listener_pipeline(str(checkpoints("uni_marker")), LABELS)
 
 
-def listening_ner(nlp, checkpoint, upstream="transformer", pooling="spacy_gliner.first_subword.v1"):
+def listening_ner(nlp, checkpoint, upstream="transformer", pooling="spacy_gliner.first_subword.v1", **settings):
     return nlp.add_pipe("gliner_ner", config={"model": str(checkpoint), "labels": LABELS, "text_encoder": {
         "@architectures": "spacy-transformers.TransformerListener.v1", "upstream": upstream, "grad_factor": 1.0,
-        "pooling": {"@layers": pooling}}})
+        "pooling": {"@layers": pooling}}, **settings})
+
+
+def test_a_listener_with_the_onnx_backend_is_refused_at_add_pipe(checkpoints):
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match="text tower runs in the shared spaCy transformer"):
+        listening_ner(nlp, checkpoints("bi_span"), backend="onnx")
+    assert "gliner_ner" not in nlp.pipe_names
 
 
 def test_listener_without_upstream_transformer_fails_at_initialize(checkpoints):
