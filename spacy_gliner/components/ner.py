@@ -393,7 +393,8 @@ class GlinerNER(TrainableGliner, GlinerPipe):
             )
         trainer = Trainer(self.extractor.model, self._training_settings())
         corpus_labels = {c: [self._text_of(l) for l in labels] for c, labels in self.corpus_labels.items()}
-        builder = BatchBuilder(self.extractor.config, self.extractor.inputs, self._sampling_config(), corpus_labels, seed=self.training["seed"])
+        builder = BatchBuilder(self.extractor.config, self.extractor.inputs, self._sampling_config(), corpus_labels,
+                               seed=self.training["seed"], decoder_tokenizer=self.extractor.checkpoint.decoder_tokenizer)
         return trainer, builder
 
     def add_label(self, label: str, description: Optional[str] = None) -> int:

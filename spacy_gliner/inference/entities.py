@@ -284,16 +284,14 @@ class EntityExtractor:
         tokenizer = self.checkpoint.decoder_tokenizer
         word_tokens = [self._decoder_pieces[w.doc_index][w.start : w.end] for w in batch_windows]
         config = self.config
+        prompt_tokens = decoder_prompt_token_count(tokenizer, label_texts, config.ent_token, config.sep_token)
         floor = reference_prefix_length(
-            keep.flatten(1).sum(dim=1).tolist(),
-            keep[0].numel(),
-            word_tokens,
-            decoder_prompt_token_count(tokenizer, label_texts, config.ent_token, config.sep_token),
+            keep.flatten(1).sum(dim=1).tolist(), keep[0].numel(), word_tokens, [prompt_tokens] * len(word_tokens),
             config.max_width,
         )
         decoder = self.model.label_decoder
         with torch.inference_mode():
-            prefixes = decoder.prefixes(span_reps, selected, word_tokens, floor)
+            prefixes, _ = decoder.prefixes(span_reps, selected, word_tokens, floor)
             ids = decoder.generate(prefixes, self.generation, tokenizer.eos_token_id, tokenizer.pad_token_id)
         texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
         k = self.generation.num_sequences

@@ -12,7 +12,7 @@ Generation is Hugging Face ``generate`` on the decoder (greedy, or beam search r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -103,34 +103,51 @@ class LabelDecoder(nn.Module):
         selected: torch.Tensor,
         word_tokens: Sequence[Sequence[Sequence[int]]],
         padding_floor: int = 0,
-    ) -> torch.Tensor:
-        """(M, T, D) generation prefixes of the selected spans.
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(M, T, D) prefixes of the selected spans and their (M, T) mask of real positions.
 
         ``span_reps`` (B, W, K, H) and ``selected`` (M, 3) rows of (window, start, width), in
         the order labels are wanted. ``word_tokens[b][w]``: decoder token ids of word ``w`` of
         window ``b`` (read only with full context). ``padding_floor``: the least number of token
-        slots after the span vector (see :func:`reference_prefix_length`).
+        slots after the span vector (see :func:`reference_prefix_length`). Generation attends to
+        every position, as the reference does; training masks the padding, as it does there.
         """
         b, s, k = selected.unbind(-1)
         vectors = self.span_vectors(span_reps[b, s, k])
         if not self.full_context:
-            return vectors.unsqueeze(1)
+            return vectors.unsqueeze(1), torch.ones(len(vectors), 1, dtype=torch.bool, device=vectors.device)
         span_tokens = [
             [token for word in word_tokens[row][start : start + width + 1] for token in word]
             for row, start, width in selected.tolist()
         ]
         slots = max([len(tokens) for tokens in span_tokens] + [padding_floor])
         ids = torch.zeros(len(span_tokens), slots, dtype=torch.long, device=vectors.device)
-        filled = torch.zeros(len(span_tokens), slots, dtype=torch.bool, device=vectors.device)
+        mask = torch.zeros(len(span_tokens), slots + 1, dtype=torch.bool, device=vectors.device)
         for m, tokens in enumerate(span_tokens):
             if tokens:  # right-aligned: the span's words end the prefix
                 ids[m, slots - len(tokens):] = torch.tensor(tokens, device=vectors.device)
-                filled[m, slots - len(tokens):] = True
-        embeds = self.language_model.get_input_embeddings()(ids) * filled.unsqueeze(-1).to(vectors.dtype)
-        prefix = torch.cat([torch.zeros_like(vectors).unsqueeze(1).expand(-1, 1, -1), embeds], dim=1)
+            mask[m, slots - len(tokens):] = True  # the span vector and its words
+        embeds = self.language_model.get_input_embeddings()(ids) * mask[:, 1:].unsqueeze(-1).to(vectors.dtype)
+        prefix = torch.cat([torch.zeros_like(vectors).unsqueeze(1), embeds], dim=1)
         vector_at = torch.tensor([slots - len(tokens) for tokens in span_tokens], device=vectors.device)
-        prefix[torch.arange(len(span_tokens), device=vectors.device), vector_at] = vectors
-        return prefix
+        rows = torch.arange(len(span_tokens), device=vectors.device)
+        prefix = prefix.index_put((rows, vector_at), vectors)  # out of place: gradients reach the vectors
+        return prefix, mask
+
+    def label_loss(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, label_ids: torch.Tensor,
+                   label_mask: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced cross-entropy (summed) of writing each span's gold label after its prefix,
+        as the reference trains the decoder: every label token is a target, padding included (the
+        reference means to mask it but discards the masked copy), nothing is appended to the label."""
+        import torch.nn.functional as F
+
+        label_embeds = self.language_model.get_input_embeddings()(label_ids)
+        inputs = torch.cat([prefix, label_embeds[:, :-1]], dim=1)
+        attention = torch.cat([prefix_mask.to(label_mask.dtype), label_mask[:, :-1]], dim=1)
+        logits = self.language_model(inputs_embeds=inputs, attention_mask=attention).logits
+        ignored = torch.full(prefix.shape[:2], -100, dtype=label_ids.dtype, device=label_ids.device)
+        targets = torch.cat([ignored, label_ids], dim=1)[:, 1:]
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="sum")
 
     @torch.inference_mode()
     def generate(self, prefixes: torch.Tensor, settings: GenerationSettings, eos_id: int, pad_id: int) -> torch.Tensor:
@@ -167,7 +184,7 @@ def reference_prefix_length(
     selected_per_window: Sequence[int],
     spans_per_window: int,
     window_word_tokens: Sequence[Sequence[Sequence[int]]],
-    prompt_token_count: int,
+    prompt_token_counts: Sequence[int],
     max_width: int,
 ) -> int:
     """The reference's floor on the token slots of every prefix in a batch.
@@ -177,14 +194,15 @@ def reference_prefix_length(
     counts the decoder tokens there, where word 0 is every token outside the text (the label
     prompt, padding to the batch's longest decoder input). Those counts join the real spans' when
     the prefix length is fixed, so a window with an unused cell pads every prefix to at least
-    its prompt, its padding and its first ``max_width - 1`` words.
+    its prompt, its padding and its first ``max_width - 1`` words. ``prompt_token_counts``: the
+    decoder tokens of each window's label prompt.
     """
-    lengths = [sum(len(word) for word in words) for words in window_word_tokens]
-    longest = prompt_token_count + max(lengths, default=0)
+    lengths = [prompt + sum(len(word) for word in words) for prompt, words in zip(prompt_token_counts, window_word_tokens)]
+    longest = max(lengths, default=0)
     floor = 0
-    for chosen, words, length in zip(selected_per_window, window_word_tokens, lengths):
+    for chosen, words, length, prompt in zip(selected_per_window, window_word_tokens, lengths, prompt_token_counts):
         if chosen < spans_per_window:
-            outside_text = longest - length  # the prompt and the padding
+            outside_text = longest - length + prompt  # the prompt and the padding
             floor = max(floor, outside_text + sum(len(word) for word in words[: max_width - 1]))
     return floor
 

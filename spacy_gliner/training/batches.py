@@ -32,6 +32,18 @@ class GoldText:
 
 
 @dataclass
+class DecoderTargets:
+    """What the generative label decoder learns from a batch: for each gold span (``selected``,
+    (M, 3) rows of example, start, width, in the reference's order) its label's decoder tokens."""
+
+    selected: torch.Tensor
+    label_ids: torch.Tensor  # (M, L) padded with the end-of-sequence id
+    label_mask: torch.Tensor  # (M, L)
+    word_tokens: List[List[List[int]]]  # decoder token ids of every word, per example
+    prompt_token_counts: List[int]  # decoder tokens of each example's label prompt
+
+
+@dataclass
 class TrainingBatch:
     encoded: EncodedBatch
     sample: PromptLabelSample
@@ -39,6 +51,7 @@ class TrainingBatch:
     targets: torch.Tensor  # (B, W, K, C) span models, (B, W, C, 3) token models
     position_mask: torch.Tensor  # (B, W, K) valid spans, or (B, W) valid words
     counts: Dict[str, int] = field(default_factory=dict)
+    decoder: Optional[DecoderTargets] = None  # generative-decoder models with gold spans in the batch
 
 
 def split_long_texts(
@@ -87,8 +100,10 @@ class BatchBuilder:
         sampling: LabelSamplingConfig,
         corpus_labels: Dict[str, List[str]],
         seed: int = 0,
+        decoder_tokenizer=None,
     ):
         self.config = config
+        self.decoder_tokenizer = decoder_tokenizer
         self.inputs = inputs
         self.sampling = sampling
         self.corpus_labels = corpus_labels
@@ -152,4 +167,28 @@ class BatchBuilder:
                     dense[row, w, c, channel] = 1.0
             position_mask = torch.arange(width).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
             counts = {"positives": int(dense[..., 2].sum())}
-        return TrainingBatch(encoded, sample, label_mask, dense, position_mask, counts)
+        decoder = None
+        if self.config.has_label_decoder and self.decoder_tokenizer is not None:
+            decoder = self._decoder_targets(texts, sample, dense, position_mask)
+        return TrainingBatch(encoded, sample, label_mask, dense, position_mask, counts, decoder)
+
+    def _decoder_targets(self, texts, sample: PromptLabelSample, dense: torch.Tensor, position_mask: torch.Tensor):
+        """The gold spans' labels as decoder tokens, tokenised as the reference does (a space
+        before each label, the batch padded with the end-of-sequence id); None without gold spans."""
+        from ..modeling.label_decoder import decoder_prompt_token_count, decoder_word_tokens
+
+        gold = (dense.amax(dim=-1) == 1) & position_mask.bool()
+        selected = torch.nonzero(gold)
+        if not len(selected):
+            return None
+        classes = dense[gold].argmax(dim=-1).tolist()  # one gold label per span, as in the reference
+        names = [sample.labels[row][c] for (row, _, _), c in zip(selected.tolist(), classes)]
+        tokenizer, config = self.decoder_tokenizer, self.config
+        labels = tokenizer(names, padding="longest", truncation=True, return_tensors="pt")
+        return DecoderTargets(
+            selected,
+            labels["input_ids"],
+            labels["attention_mask"],
+            [decoder_word_tokens(tokenizer, text.words) for text in texts],
+            [decoder_prompt_token_count(tokenizer, row, config.ent_token, config.sep_token) for row in sample.labels],
+        )
