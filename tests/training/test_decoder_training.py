@@ -84,3 +84,40 @@ def test_training_lowers_the_decoder_loss(decoder_hub_id, crossner_docs):
         nlp.update(examples, losses={})
     assert ner.get_loss(examples) < before * 0.8
     assert not torch.equal(decoder.language_model.get_input_embeddings().weight, before_weights)
+
+
+def test_new_decoder_model_trains_saves_and_runs_in_the_reference(decoder_hub_id, crossner_docs, tmp_path):
+    """``new_model`` with a base decoder: MiniLM + the GPT-2 replica (pretrained weights kept),
+    trained a few steps; the saved checkpoint loads in gliner 0.2.29 and generates our labels."""
+    from gliner import GLiNER
+
+    from modeling.test_label_decoder import reference_generation
+    from spacy.tokens import Doc
+    from support import minilm_dir, split_words
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("gliner_ner", config={
+        "new_model": {"encoder": minilm_dir(), "decoder": "openai-community/gpt2", "hidden_size": 48, "num_rnn_layers": 1},
+        "training": {"head_lr": 1e-3, "encoder_lr": 0, "seed": 1},
+    })
+    examples = short_examples(crossner_docs, nlp, 3)
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("gliner_ner")
+    base = GLiNER.from_pretrained(decoder_hub_id).model.decoder.decoder_layer.model.transformer.h[0].mlp.c_fc.weight
+    assert torch.equal(ner.extractor.model.label_decoder.language_model.transformer.h[0].mlp.c_fc.weight, base)
+    before = ner.get_loss(examples)
+    for _ in range(5):
+        nlp.update(examples, losses={})
+    assert ner.get_loss(examples) < before
+    nlp.to_disk(tmp_path / "pipeline")
+    reference = GLiNER.from_pretrained(str(tmp_path / "pipeline" / "gliner_ner" / "checkpoint"))
+    reference.eval()
+    text = examples[0].reference.text
+    labels = list(ner.labels)
+    # threshold 0: every span goes to the decoder (the reference fails on a batch where none does)
+    expected = reference_generation(reference, [text], labels, True, 0.0)[0]
+    assert expected, "the comparison must cover real predictions"
+    ner.cfg["threshold"] = 0.0
+    doc = nlp(Doc(nlp.vocab, words=split_words(text)))
+    ours = [(s.start, s.end, s.label_, tuple(g)) for s, g in zip(doc.spans["sc"], doc.spans["sc"].attrs["generated_labels"])]
+    assert ours == sorted((start, end, label, tuple(g.strip() for g in gen)) for start, end, label, _, gen in expected)
