@@ -42,7 +42,7 @@ DEFAULT_TRAINING: Dict[str, Any] = {
     "seed": 0,
 }
 NEW_MODEL_KEYS = ("encoder", "label_encoder", "span_mode", "hidden_size", "max_width", "max_len", "num_rnn_layers", "dropout", "seed",
-                  "decoder", "decoder_loss_coef")
+                  "decoder", "decoder_loss_coef", "blank_entity_prob")
 
 
 def check_new_model(spec: Dict[str, Any], name: str, keys=NEW_MODEL_KEYS) -> Dict[str, Any]:

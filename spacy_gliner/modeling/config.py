@@ -93,6 +93,7 @@ class GlinerConfig:
     full_decoder_context: bool = True  # the span's own decoder tokens follow its vector
     decoder_loss_coef: float = 0.5
     span_loss_coef: float = 1.0
+    blank_entity_prob: float = 0.1  # training batches prompted with the single type "entity"
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -188,6 +189,7 @@ class GlinerConfig:
             full_decoder_context=bool(data.get("full_decoder_context", True)),
             decoder_loss_coef=float(data.get("decoder_loss_coef", 0.5)),
             span_loss_coef=float(data.get("span_loss_coef", 1.0)),
+            blank_entity_prob=float(data.get("blank_entity_prob", 0.1)),
             raw=data,
         )
 
@@ -226,6 +228,7 @@ class GlinerConfig:
                 full_decoder_context=self.full_decoder_context,
                 decoder_loss_coef=self.decoder_loss_coef,
                 span_loss_coef=self.span_loss_coef,
+                blank_entity_prob=self.blank_entity_prob,
             )
         if self.post_fusion_schema:
             data.update(post_fusion_schema=self.post_fusion_schema, num_post_fusion_layers=self.num_post_fusion_layers)

@@ -30,6 +30,7 @@ def new_checkpoint(
     relations_layer: Optional[str] = None,
     decoder: Optional[str] = None,
     decoder_loss_coef: float = 0.5,
+    blank_entity_prob: float = 0.1,
 ) -> GlinerCheckpoint:
     """``encoder`` (and ``label_encoder`` for a bi-encoder) are local directories or cached hub ids.
 
@@ -96,8 +97,7 @@ def new_checkpoint(
         raw.update(
             model_type="gliner_uni_encoder_span_decoder", labels_decoder=decoder,
             labels_decoder_config=language_model.config.to_dict(), decoder_mode="span", full_decoder_context=True,
-            decoder_loss_coef=decoder_loss_coef, span_loss_coef=1.0,
-            blank_entity_prob=0.0,  # the reference's blank-"entity" prompt augmentation is not implemented here
+            decoder_loss_coef=decoder_loss_coef, span_loss_coef=1.0, blank_entity_prob=blank_entity_prob,
         )
     config = GlinerConfig.from_dict(raw, source=f"new GLiNER on {encoder}")
     model = GlinerModel(config, text_model, label_model)

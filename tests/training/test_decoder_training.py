@@ -29,10 +29,12 @@ def short_examples(db, nlp, count):
     return [Example(nlp.make_doc(doc.text), doc) for doc in docs]
 
 
-def test_span_and_decoder_loss_match_the_reference(decoder_hub_id, crossner_docs):
+@pytest.mark.parametrize("blank", [False, True], ids=["typed", "blank-entity"])
+def test_span_and_decoder_loss_match_the_reference(decoder_hub_id, crossner_docs, blank):
     """On our batch (sampled prompts; the reference's own processor tokenises the decoder inputs
     and labels) ``decoder_loss_coef * decoder loss + span_loss_coef * span loss`` equals the
-    reference UniEncoderSpanDecoderModel's training loss."""
+    reference UniEncoderSpanDecoderModel's training loss; in a blank-entity batch (the prompt is
+    the single type "entity") too, where the decoder still learns the gold types."""
     from gliner import GLiNER
 
     reference = GLiNER.from_pretrained(decoder_hub_id)
@@ -42,14 +44,18 @@ def test_span_and_decoder_loss_match_the_reference(decoder_hub_id, crossner_docs
     examples = short_examples(crossner_docs, nlp, 3)
     nlp.initialize(lambda: examples)
     ner = nlp.get_pipe("gliner_ner")
+    ner.extractor.config.blank_entity_prob = 1.0 if blank else 0.0
     batch = ner._training_batch(examples)
     assert batch.decoder is not None and len(batch.decoder.selected) >= 4
-    words = [ner._gold_text(eg, Counter()).words for eg in examples]  # the words the batch was built from
+    assert (batch.sample.labels == [["entity"]] * len(examples)) == blank
+    gold_texts = [ner._gold_text(eg, Counter()) for eg in examples]  # what the batch was built from
+    words = [text.words for text in gold_texts]
     processor = reference.data_processor
     decoder_inputs = processor.tokenize_inputs(words, batch.sample.labels)
-    gold = []  # the gold label of each selected span, in the reference's order
+    gold = []  # the gold type of each selected span, in the reference's order
     for row, start, width in batch.decoder.selected.tolist():
-        gold.append(batch.sample.labels[row][int(batch.targets[row, start, width].argmax())])
+        gold.append(next(label for s, e, label in gold_texts[row].spans if (s, e) == (start, start + width + 1)))
+    assert blank or gold == [batch.sample.labels[r][int(batch.targets[r, s, w].argmax())] for r, s, w in batch.decoder.selected.tolist()]
     decoder_labels = processor.prepare_decoder_labels(gold)
     with torch.no_grad():
         ours = ner._get_trainer().loss(batch)
