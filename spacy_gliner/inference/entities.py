@@ -79,8 +79,10 @@ class EntityExtractor:
         # (quantised or compiled encoders, modeling/acceleration.py); training uses ``model``
         self.inference_model = self.model
         self.precision = "float32"
-        # generative label decoder models: how labels are written for selected spans
+        # generative label decoder models: how labels are written for selected spans, and the
+        # decoder token ids of every word of the documents being extracted
         self.generation = None
+        self._decoder_pieces: List[List[List[int]]] = []
         if self.config.has_label_decoder:
             from ..modeling.label_decoder import GenerationSettings
 

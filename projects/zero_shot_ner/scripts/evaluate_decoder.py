@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -43,6 +44,12 @@ def predicted(doc: Doc, generated: bool) -> Dict[tuple, str]:
     else:
         names = [s.label_ for s in group]
     return {(s.start, s.end): name.lower() for s, name in zip(group, names)}
+
+
+def common_labels(pred_docs: Sequence[Doc], generated: bool, top: int = 5) -> List[List]:
+    """The labels most often given to predicted spans, with their counts."""
+    counts = Counter(name for doc in pred_docs for name in predicted(doc, generated).values())
+    return [[name, n] for name, n in counts.most_common(top)]
 
 
 def tally(pred_docs: Sequence[Doc], gold_docs: Sequence[Doc], generated: bool) -> Dict[str, int]:
@@ -93,10 +100,11 @@ def evaluate(nlp, data_dir: Path, domains, threshold: float, limit=None) -> Dict
             for key, value in counts.items():
                 totals[name][key] += value
             result = scores(counts)
+            result["common_labels"] = common_labels(pred, generated)
             result["seconds"] = round(time.perf_counter() - t0, 1)
             per_domain[domain][name] = result
             print(f"  {domain:10s} {name:10s} span F1 {100 * result['span_f']:5.1f}  label = gold {100 * result['label_equal']:5.1f}%"
-                  f"  contains gold {100 * result['label_contains']:5.1f}%  ({result['seconds']} s)", flush=True)
+                  f"  contains gold {100 * result['label_contains']:5.1f}%  ({result['seconds']} s)  {result['common_labels']}", flush=True)
     return {"domains": per_domain, "total": {name: scores(c) for name, c in totals.items()}}
 
 
