@@ -35,3 +35,30 @@ def test_linker_training_config_validates_as_spacy_debug_config_does(checkpoints
     config = load_config(CONFIGS / "gliner_linker_train.cfg", overrides=overrides)
     nlp = load_model_from_config(config, auto_fill=True)
     assert nlp.pipe_names == ["gliner_linker"] and len(nlp.get_pipe("gliner_linker").kb) == 1
+
+
+def test_decoder_training_config_trains_and_generates(hub_families, tmp_path):
+    """component_configs/gliner_ner_decoder_train.cfg on MiniLM and the GPT-2 replica: spaCy's
+    config check passes, and the pipeline it builds trains and writes generated labels."""
+    from spacy.cli.debug_config import debug_config
+    from spacy.tokens import Doc, DocBin
+    from spacy.training import Example
+
+    from support import minilm_dir
+
+    hub_families("span_decoder")  # puts the GPT-2 replica in the hub cache as openai-community/gpt2
+    DocBin().to_disk(tmp_path / "empty.spacy")
+    overrides = {"paths.train": str(tmp_path / "empty.spacy"), "paths.dev": str(tmp_path / "empty.spacy"),
+                 "paths.encoder": str(minilm_dir()), "paths.decoder": "openai-community/gpt2",
+                 "components.gliner_ner.new_model.hidden_size": 48}
+    debug_config(CONFIGS / "gliner_ner_decoder_train.cfg", overrides=overrides)
+    nlp = load_model_from_config(load_config(CONFIGS / "gliner_ner_decoder_train.cfg", overrides=overrides), auto_fill=True)
+    words = ["Nirvana", "released", "Nevermind", "in", "1991", "."]
+    gold = Doc(nlp.vocab, words=words, ents=["B-band", "O", "B-album", "O", "O", "O"])
+    examples = [Example(Doc(nlp.vocab, words=words), gold)]
+    nlp.initialize(lambda: examples)
+    losses = nlp.update(examples, losses={})
+    assert losses["gliner_ner"] > 0
+    nlp.get_pipe("gliner_ner").cfg["threshold"] = 0.0
+    doc = nlp(Doc(nlp.vocab, words=words))
+    assert len(doc.spans["sc"]) == len(doc.spans["sc"].attrs["generated_labels"]) > 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import warnings
 
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from spacy.tokens import Doc, Span, SpanGroup
 
@@ -39,8 +39,14 @@ def to_doc_span(doc: Doc, token_ids: Sequence[int], start: int, end: int, label:
 OWNER_ATTR = "spacy_gliner_component"
 
 
-def write_span_group(doc: Doc, key: str, spans: Sequence[Span], scores: Sequence[float], owner: str, overwrite: bool) -> None:
+def write_span_group(
+    doc: Doc, key: str, spans: Sequence[Span], scores: Sequence[float], owner: str, overwrite: bool,
+    aligned: Optional[Mapping[str, Sequence]] = None,
+) -> None:
     """Put spans and their scores in ``doc.spans[key]`` as a group marked as ``owner``'s.
+
+    ``aligned``: more ``attrs`` lists with one entry per span (e.g. ``generated_labels``), kept
+    in the group's span order as the scores are.
 
     The group a previous run of the same component wrote is replaced, so running a doc again
     gives the same group. A group someone else wrote under ``key`` is never merged into: it is
@@ -58,6 +64,8 @@ def write_span_group(doc: Doc, key: str, spans: Sequence[Span], scores: Sequence
     order = sorted(range(len(spans)), key=lambda i: (spans[i].start, spans[i].end))
     group = SpanGroup(doc, name=key, spans=[spans[i] for i in order])
     group.attrs["scores"] = [float(scores[i]) for i in order]
+    for name, values in (aligned or {}).items():
+        group.attrs[name] = [values[i] for i in order]
     group.attrs[OWNER_ATTR] = owner
     doc.spans[key] = group
 
@@ -78,15 +86,20 @@ def merge_entities(doc: Doc, ents: Sequence[Span], overwrite: bool) -> None:
     doc.set_ents(sorted(kept, key=lambda span: span.start))
 
 
-def write_entities(doc: Doc, spans, label_names: Sequence[str], spans_key: str, overwrite_ents: bool, owner: str) -> List[Span]:
+def write_entities(
+    doc: Doc, spans, label_names: Sequence[str], spans_key: str, overwrite_ents: bool, owner: str,
+    label_of: Optional[Callable[[Any], str]] = None, aligned: Optional[Mapping[str, Sequence]] = None,
+) -> List[Span]:
     """Decoded spans -> ``doc.spans[spans_key]`` (all, with scores; see :func:`write_span_group`)
     and ``doc.ents`` (the best non-overlapping ones, merged). The one way every gliner component
-    writes entities; returns the doc spans in the order of ``spans``."""
+    writes entities; returns the doc spans in the order of ``spans``. ``label_of(span)`` names a
+    span (default: its classified label); ``aligned`` attrs lists follow ``spans``' order."""
     from ..inference.decoding import best_non_overlapping
 
     _, token_ids = doc_words(doc)
-    by_span = {s: to_doc_span(doc, token_ids, s.start, s.end, label_names[s.label]) for s in spans}
-    write_span_group(doc, spans_key, list(by_span.values()), [s.score for s in spans], owner, overwrite_ents)
+    label_of = label_of or (lambda span: label_names[span.label])
+    by_span = {s: to_doc_span(doc, token_ids, s.start, s.end, label_of(s)) for s in spans}
+    write_span_group(doc, spans_key, list(by_span.values()), [s.score for s in spans], owner, overwrite_ents, aligned)
     merge_entities(doc, [by_span[s] for s in best_non_overlapping(spans)], overwrite_ents)
     return [by_span[s] for s in spans]
 

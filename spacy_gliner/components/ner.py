@@ -54,8 +54,18 @@ DEFAULT_NER_CONFIG: Dict[str, Any] = {
     "backend": "torch",
     "onnx_quantize": None,
     "onnx_threads": None,
+    "decoder_mode": None,
+    "gen_constraints": None,
+    "num_gen_sequences": 1,
+    "max_generated_length": None,
     "scorer": {"@scorers": "spacy_gliner.ner_scorer.v1"},
 }
+
+# Generative-decoder checkpoints: where the decoder's label goes. "span" (the checkpoints' own
+# decoder_mode): the span keeps its classified label, the generated ones are in the span group's
+# attrs["generated_labels"]; "prompt": the best generated label becomes the span's label.
+DECODER_MODES = ("span", "prompt")
+GENERATED_LABELS_ATTR = "generated_labels"
 
 
 @Language.factory(
@@ -90,6 +100,10 @@ def make_gliner_ner(
     backend: str,
     onnx_quantize: Optional[str],
     onnx_threads: Optional[int],
+    decoder_mode: Optional[str],
+    gen_constraints: Optional[List[str]],
+    num_gen_sequences: int,
+    max_generated_length: Optional[int],
     scorer: Optional[Callable],
 ) -> "GlinerNER":
     return GlinerNER(
@@ -118,6 +132,10 @@ def make_gliner_ner(
         backend=backend,
         onnx_quantize=onnx_quantize,
         onnx_threads=onnx_threads,
+        decoder_mode=decoder_mode,
+        gen_constraints=gen_constraints,
+        num_gen_sequences=num_gen_sequences,
+        max_generated_length=max_generated_length,
         scorer=scorer,
     )
 
@@ -141,6 +159,36 @@ def _score_span_group(examples: List[Example], spans_key: str, **kwargs) -> Dict
 @registry.scorers("spacy_gliner.ner_scorer.v1")
 def make_ner_scorer() -> Callable:
     return score_gliner_ner
+
+
+def _check_decoder_settings(decoder_mode, gen_constraints, num_gen_sequences, max_generated_length) -> Dict[str, Any]:
+    """The generative-decoder settings, checked at add_pipe (constraints are tokenised once the
+    decoder tokenizer is at hand)."""
+    from ..modeling.label_decoder import LabelConstraintError
+
+    if decoder_mode is not None and decoder_mode not in DECODER_MODES:
+        raise ValueError(f"gliner_ner: 'decoder_mode' must be one of {DECODER_MODES} or null (the checkpoint's), got {decoder_mode!r}.")
+    if gen_constraints is not None:
+        if isinstance(gen_constraints, str) or not isinstance(gen_constraints, (list, tuple)) or not gen_constraints:
+            raise LabelConstraintError(
+                "gliner_ner: 'gen_constraints' must be a non-empty list of label strings, or null for free "
+                f"generation; got {gen_constraints!r}."
+            )
+        blank = [c for c in gen_constraints if not isinstance(c, str) or not c.strip()]
+        if blank:
+            raise LabelConstraintError(
+                f"gliner_ner: 'gen_constraints' holds empty or whitespace-only entries {blank!r}; every entry must be "
+                "a label text such as 'company'. Remove them."
+            )
+        gen_constraints = list(gen_constraints)
+    if isinstance(num_gen_sequences, bool) or not isinstance(num_gen_sequences, int) or num_gen_sequences < 1:
+        raise ValueError(f"gliner_ner: 'num_gen_sequences' must be a positive integer, got {num_gen_sequences!r}.")
+    return {
+        "decoder_mode": decoder_mode,
+        "gen_constraints": gen_constraints,
+        "num_gen_sequences": num_gen_sequences,
+        "max_generated_length": optional_int(max_generated_length, "gliner_ner 'max_generated_length'", 1),
+    }
 
 
 class GlinerNER(TrainableGliner, GlinerPipe):
@@ -174,6 +222,10 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         backend: str = "torch",
         onnx_quantize: Optional[str] = None,
         onnx_threads: Optional[int] = None,
+        decoder_mode: Optional[str] = None,
+        gen_constraints: Optional[List[str]] = None,
+        num_gen_sequences: int = 1,
+        max_generated_length: Optional[int] = None,
         scorer: Optional[Callable] = score_gliner_ner,
     ):
         check_model_source("gliner_ner", model, new_model, "a checkpoint directory or a hub id, e.g. 'urchade/gliner_small-v2.1'",
@@ -212,6 +264,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
             "backend": backend,
             "onnx_quantize": onnx_quantize,
             "onnx_threads": onnx_threads,
+            **_check_decoder_settings(decoder_mode, gen_constraints, num_gen_sequences, max_generated_length),
         }
         self.scorer = scorer
         self._label_names, self.label_texts = self._normalize_labels(labels, "gliner_ner 'labels'") if labels else ([], [])
@@ -252,6 +305,26 @@ class GlinerNER(TrainableGliner, GlinerPipe):
             check_checkpoint_label_lengths(Path(self.source).expanduser(), self.label_texts)
         if self.listens:
             self._check_listening(config)
+        if config.has_label_decoder and self.cfg["gen_constraints"] is not None:
+            from ..modeling.checkpoint import open_decoder_tokenizer
+            from ..modeling.label_decoder import constraint_trie, hf_decoder_config
+
+            vocab_size = hf_decoder_config(config.labels_decoder_config).vocab_size
+            directory = Path(self.source).expanduser()
+            constraint_trie(open_decoder_tokenizer(directory, config), self.cfg["gen_constraints"], vocab_size)
+        elif not config.has_label_decoder:
+            self._refuse_decoder_settings()
+
+    def _refuse_decoder_settings(self) -> None:
+        """Decoder settings on a checkpoint without a decoder would silently do nothing."""
+        given = [key for key in ("decoder_mode", "gen_constraints", "max_generated_length") if self.cfg.get(key) is not None]
+        if self.cfg.get("num_gen_sequences", 1) != 1:
+            given.append("num_gen_sequences")
+        if given:
+            raise ValueError(
+                f"{self.name}: {', '.join(given)} only apply to checkpoints with a generative label decoder "
+                f"('labels_decoder' in gliner_config.json); {self.source!r} has none. Remove these settings."
+            )
 
     @property
     def listens(self) -> bool:
@@ -312,6 +385,12 @@ class GlinerNER(TrainableGliner, GlinerPipe):
             extractor.check_labels(self.label_texts)
         if self.listens:
             self._check_listening(extractor.config)
+        if extractor.generation is not None:
+            extractor.set_generation(
+                self.cfg.get("num_gen_sequences", 1), self.cfg.get("gen_constraints"), self.cfg.get("max_generated_length")
+            )
+        else:
+            self._refuse_decoder_settings()
         extractor.accelerate(self.cfg.get("quantize"), self.cfg.get("precision", "float32"), self.cfg.get("compile", False), self.name)
         self._use_backend(extractor, onnx_dir)
         if label_cache is not None and extractor.label_cache is not None:
@@ -379,7 +458,8 @@ class GlinerNER(TrainableGliner, GlinerPipe):
             )
         trainer = Trainer(self.extractor.model, self._training_settings())
         corpus_labels = {c: [self._text_of(l) for l in labels] for c, labels in self.corpus_labels.items()}
-        builder = BatchBuilder(self.extractor.config, self.extractor.inputs, self._sampling_config(), corpus_labels, seed=self.training["seed"])
+        builder = BatchBuilder(self.extractor.config, self.extractor.inputs, self._sampling_config(), corpus_labels,
+                               seed=self.training["seed"], decoder_tokenizer=self.extractor.checkpoint.decoder_tokenizer)
         return trainer, builder
 
     def add_label(self, label: str, description: Optional[str] = None) -> int:
@@ -493,8 +573,21 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         return super()._batch_loss(batch.batch if isinstance(batch, ListenedBatch) else batch)
 
     def set_annotations(self, docs: Iterable[Doc], decoded) -> None:
+        generative = self.extractor.generation is not None
+        prompt_mode = generative and self.cfg.get("decoder_mode") == "prompt"
+        names = self._label_names
+
+        def generated_label(span) -> str:
+            """Prompt mode: the decoder's best label, or the classified one when it wrote nothing."""
+            written = span.generated[0].strip() if span.generated else ""
+            return written or names[span.label]
+
         for doc, spans in zip(docs, decoded):
-            write_entities(doc, spans, self._label_names, self.cfg["spans_key"], self.cfg["overwrite_ents"], self.name)
+            aligned = None
+            if generative:
+                aligned = {GENERATED_LABELS_ATTR: [[text.strip() for text in span.generated or ()] for span in spans]}
+            write_entities(doc, spans, names, self.cfg["spans_key"], self.cfg["overwrite_ents"], self.name,
+                           label_of=generated_label if prompt_mode else None, aligned=aligned)
 
     # -- serialization (fields: TrainableGliner.to_disk) -----------------------------------------
     def _more_writers(self) -> Dict[str, Any]:

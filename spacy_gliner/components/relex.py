@@ -45,7 +45,7 @@ DEFAULT_RELEX_TRAINING: Dict[str, Any] = {
     "pair_negative_ratio": [1.0, 10.0],  # negatives per gold pair, drawn uniformly per example
     "reversed_negatives": True,
 }
-RELEX_NEW_MODEL_KEYS = tuple(k for k in NEW_MODEL_KEYS if k != "label_encoder") + ("relations_layer",)
+RELEX_NEW_MODEL_KEYS = tuple(k for k in NEW_MODEL_KEYS if k not in ("label_encoder", "decoder", "decoder_loss_coef", "blank_entity_prob")) + ("relations_layer",)
 DEFAULT_RELATIONS_LAYER = "mlp"
 
 DEFAULT_RELEX_CONFIG: Dict[str, Any] = {

@@ -41,7 +41,8 @@ DEFAULT_TRAINING: Dict[str, Any] = {
     "empty_negatives": 0,
     "seed": 0,
 }
-NEW_MODEL_KEYS = ("encoder", "label_encoder", "span_mode", "hidden_size", "max_width", "max_len", "num_rnn_layers", "dropout", "seed")
+NEW_MODEL_KEYS = ("encoder", "label_encoder", "span_mode", "hidden_size", "max_width", "max_len", "num_rnn_layers", "dropout", "seed",
+                  "decoder", "decoder_loss_coef", "blank_entity_prob")
 
 
 def check_new_model(spec: Dict[str, Any], name: str, keys=NEW_MODEL_KEYS) -> Dict[str, Any]:
@@ -71,7 +72,7 @@ def build_new_checkpoint(name: str, spec: Dict[str, Any]):
     """A new GLiNER on the base encoder(s) ``spec`` names; a local encoder path that does not exist is an error."""
     from ..modeling.new_model import new_checkpoint
 
-    for key in ("encoder", "label_encoder"):
+    for key in ("encoder", "label_encoder", "decoder"):
         where = spec.get(key)
         if where and str(where).startswith((".", "/", "~")) and not Path(where).expanduser().is_dir():
             raise ValueError(f"{name} 'new_model.{key}': encoder directory {where!r} does not exist.")

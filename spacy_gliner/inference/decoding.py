@@ -8,8 +8,8 @@ the same span may carry several labels.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -22,6 +22,8 @@ class DecodedSpan:
     end: int  # one past the last word
     label: int  # index into the label list
     score: float
+    # generative-decoder models: the labels the decoder wrote for this span, best first
+    generated: Optional[Tuple[str, ...]] = field(default=None, compare=False)
 
 
 def span_candidates(

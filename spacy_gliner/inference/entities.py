@@ -5,7 +5,7 @@ words -> windows -> encoder -> scores -> candidates -> decoded spans.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -81,6 +81,34 @@ class EntityExtractor:
         # may have changed since the running view was made (a training step)
         self.onnx_exports = None
         self._onnx_stale = False
+        # generative label decoder models: how labels are written for selected spans, and the
+        # decoder token ids of every word of the documents being extracted
+        self.generation = None
+        self._decoder_pieces: List[List[List[int]]] = []
+        if self.config.has_label_decoder:
+            from ..modeling.label_decoder import GenerationSettings
+
+            self.generation = GenerationSettings()
+
+    def set_generation(
+        self, num_sequences: int = 1, constraints: Optional[Sequence[str]] = None, max_new_tokens: Optional[int] = None
+    ) -> None:
+        """Generative-decoder models: ``num_sequences`` labels per span (beam search when > 1),
+        optionally restricted to the ``constraints`` label texts, each at most ``max_new_tokens``
+        decoder tokens long. Raises ValueError (``LabelConstraintError``) for unusable settings."""
+        from ..modeling.label_decoder import DEFAULT_MAX_GENERATED_TOKENS, GenerationSettings, constraint_trie
+
+        if self.generation is None:
+            raise ValueError("this checkpoint has no generative label decoder ('labels_decoder' is not set)")
+        if isinstance(num_sequences, bool) or not isinstance(num_sequences, int) or num_sequences < 1:
+            raise ValueError(f"num_gen_sequences must be a positive integer, got {num_sequences!r}")
+        max_new_tokens = DEFAULT_MAX_GENERATED_TOKENS if max_new_tokens is None else max_new_tokens
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_generated_length must be a positive number of decoder tokens, got {max_new_tokens!r}")
+        trie = None
+        if constraints is not None:
+            trie = constraint_trie(self.checkpoint.decoder_tokenizer, constraints, self.model.label_decoder.vocab_size)
+        self.generation = GenerationSettings(num_sequences, max_new_tokens, trie)
 
     def accelerate(self, quantize: Optional[str] = None, precision: str = "float32", compile: bool = False, owner: str = "gliner") -> None:
         """Opt-in speed-ups for inference (see modeling/acceleration.py); float32 without them
@@ -226,6 +254,11 @@ class EntityExtractor:
             pieces = None
         else:
             pieces = [self.inputs.word_pieces(words) for words in docs_words]
+        if self.generation is not None:
+            from ..modeling.label_decoder import decoder_word_tokens
+
+            tokenizer = self.checkpoint.decoder_tokenizer
+            self._decoder_pieces = [decoder_word_tokens(tokenizer, words) for words in docs_words]
         candidates: Dict[int, List[DecodedSpan]] = {}
         if self.config.bi_encoder:
             self.prepare_label_vectors(label_texts)
@@ -305,7 +338,9 @@ class EntityExtractor:
         with torch.inference_mode():
             for batch in batches(encode):
                 reps, spans = batch.encoded
-                if retrieve:
+                if self.generation is not None:
+                    chunks = [self._generative_candidates(reps, batch.windows, label_texts, group, settings)]
+                elif retrieve:
                     chunks = [self._retrieved_candidates(spans, batch.windows, label_texts, rows, group, settings, device)]
                 else:
                     chunks = self._chunk_candidates(reps, spans, batch.windows, label_texts, rows, group, settings, device)
@@ -313,6 +348,49 @@ class EntityExtractor:
                     for doc_index, doc_spans in by_doc.items():
                         found.setdefault(doc_index, []).extend(doc_spans)
         return found
+
+    def _generative_candidates(self, reps, batch_windows, label_texts, group, settings) -> Dict[int, List[DecodedSpan]]:
+        """Candidates by document, each carrying the labels the decoder wrote for it.
+
+        As in the reference, every valid span whose best probability passes the threshold is
+        given to the decoder (all of one batch at once: the reference's prefix padding depends on
+        the batch, see modeling/label_decoder.py)."""
+        from ..modeling.label_decoder import decoder_prompt_token_count, reference_prefix_length
+
+        with self._precision():
+            logits, span_reps = self.inference_model.score_spans(reps, None, only_valid_spans=True)
+        logits = logits.float()
+        by_doc = span_candidates(logits, batch_windows, settings.threshold, group, not settings.multi_label)
+        lengths = torch.tensor([w.length for w in batch_windows])
+        keep = (torch.sigmoid(logits.max(dim=-1).values) > settings.threshold) & spans_inside(
+            lengths, *logits.shape[1:3]
+        ).to(logits.device)
+        selected = torch.nonzero(keep)  # (M, 3) window, start, width; the reference's order
+        if not len(selected):
+            return by_doc
+        tokenizer = self.checkpoint.decoder_tokenizer
+        word_tokens = [self._decoder_pieces[w.doc_index][w.start : w.end] for w in batch_windows]
+        config = self.config
+        prompt_tokens = decoder_prompt_token_count(tokenizer, label_texts, config.ent_token, config.sep_token)
+        floor = reference_prefix_length(
+            keep.flatten(1).sum(dim=1).tolist(), keep[0].numel(), word_tokens, [prompt_tokens] * len(word_tokens),
+            config.max_width,
+        )
+        decoder = self.model.label_decoder
+        with torch.inference_mode():
+            prefixes, _ = decoder.prefixes(span_reps, selected, word_tokens, floor)
+            ids = decoder.generate(prefixes, self.generation, tokenizer.eos_token_id, tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        k = self.generation.num_sequences
+        written = {}
+        for m, (row, start, width) in enumerate(selected.tolist()):
+            window = batch_windows[row]
+            doc_start = window.start + start
+            written[(window.doc_index, doc_start, doc_start + width + 1)] = tuple(texts[m * k : (m + 1) * k])
+        return {
+            doc_index: [replace(span, generated=written[(doc_index, span.start, span.end)]) for span in spans]
+            for doc_index, spans in by_doc.items()
+        }
 
     def _chunk_candidates(self, reps, spans, batch_windows, label_texts, rows, group, settings, device):
         """Candidates by document per label chunk: every label is scored."""

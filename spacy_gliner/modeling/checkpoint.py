@@ -23,6 +23,7 @@ CONFIG_FILE = "gliner_config.json"
 SAFETENSORS_FILE = "model.safetensors"
 TORCH_FILE = "pytorch_model.bin"
 LABELS_TOKENIZER_DIR = "labels_tokenizer"
+DECODER_TOKENIZER_DIR = "decoder_tokenizer"
 
 # Reference state-dict prefixes -> ours. Order matters: longer, more specific prefixes first.
 REFERENCE_PREFIXES: List[Tuple[str, str]] = [
@@ -35,6 +36,8 @@ REFERENCE_PREFIXES: List[Tuple[str, str]] = [
     ("prompt_rep_layer.", "label_projection."),
     ("scorer.", "token_scorer."),
     ("cross_fuser.", "post_fusion."),
+    ("decoder.decoder_layer.model.", "label_decoder.language_model."),
+    ("_enc2dec_proj.", "label_decoder.projection."),
 ]
 
 # Our names of the text tower's weights (a bi-encoder listening to a spaCy transformer has none).
@@ -54,6 +57,7 @@ class GlinerCheckpoint:
     model: GlinerModel
     tokenizer: Any
     label_tokenizer: Optional[Any] = None
+    decoder_tokenizer: Optional[Any] = None  # generative label decoder models
 
 
 def _rename(key: str, table: List[Tuple[str, str]]) -> Optional[str]:
@@ -330,6 +334,29 @@ def open_tokenizers(directory: Path, config: GlinerConfig) -> Tuple[Any, Optiona
     return tokenizer, label_tokenizer
 
 
+def open_decoder_tokenizer(directory: Path, config: GlinerConfig):
+    """The label decoder's tokenizer: ``decoder_tokenizer/`` of the checkpoint, else the decoder
+    named in ``labels_decoder``, read as the reference reads it (a space before every word; the
+    end-of-sequence token pads)."""
+    from transformers import AutoTokenizer
+
+    saved = directory / DECODER_TOKENIZER_DIR
+    source, options = (str(saved), {}) if (saved / "tokenizer_config.json").exists() else (config.labels_decoder, {"add_prefix_space": True})
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **options)
+    except Exception as error:
+        raise CheckpointError(
+            f"the label decoder tokenizer of {directory} cannot be loaded from {source!r} ({type(error).__name__}: "
+            f"{error}). Save it in {DECODER_TOKENIZER_DIR}/ beside the checkpoint or have {config.labels_decoder!r} "
+            "in the local Hugging Face cache."
+        ) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.eos_token_id is None:
+        raise CheckpointError(f"the label decoder tokenizer from {source!r} has no end-of-sequence token; generation could never stop.")
+    return tokenizer
+
+
 def check_cached_hub_checkpoint(name: str) -> Optional[GlinerConfig]:
     """For a hub id already in the local Hugging Face cache, :func:`check_checkpoint_files` on its
     snapshot; None for anything else. Never downloads: a saved pipeline that names a hub id must
@@ -372,6 +399,7 @@ def load_checkpoint(
     config = read_config(directory)
     weights = read_weights(directory)
     tokenizer, label_tokenizer = open_tokenizers(directory, config)
+    decoder_tokenizer = open_decoder_tokenizer(directory, config) if config.has_label_decoder else None
     model = GlinerModel.from_config(config)
     state = to_our_keys(weights, list(extra_prefixes) + relation_prefixes(config))
     if not text_tower and config.bi_encoder:  # (a uni-encoder's one encoder is its text tower)
@@ -379,7 +407,7 @@ def load_checkpoint(
         state = {k: v for k, v in state.items() if not k.startswith(TEXT_TOWER_PREFIX)}
     load_state_strictly(model, state, str(directory))
     model.eval()
-    return GlinerCheckpoint(config, model, tokenizer, label_tokenizer)
+    return GlinerCheckpoint(config, model, tokenizer, label_tokenizer, decoder_tokenizer)
 
 
 def load_state_strictly(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
@@ -436,3 +464,5 @@ def save_checkpoint(checkpoint: GlinerCheckpoint, directory: Union[str, Path], e
     checkpoint.tokenizer.save_pretrained(str(directory))
     if checkpoint.label_tokenizer is not None:
         checkpoint.label_tokenizer.save_pretrained(str(directory / LABELS_TOKENIZER_DIR))
+    if checkpoint.decoder_tokenizer is not None:
+        checkpoint.decoder_tokenizer.save_pretrained(str(directory / DECODER_TOKENIZER_DIR))

@@ -13,12 +13,12 @@ SPAN_MODES = ("markerV0", "marker")
 TOKEN_MODE = "token_level"
 SUBTOKEN_POOLING = ("first", "last", "mean", "max")
 
+_TOKEN_DECODER = (
+    "token-level GLiNER with a generative label decoder (UniEncoderTokenDecoder)",
+    "only the span form (UniEncoderSpanDecoder) of the decoder family is implemented",
+)
 # Options whose non-default value makes a family we do not run: option -> (family, why it is refused).
 _UNSUPPORTED_IF_SET = {
-    "labels_decoder": (
-        "GLiNER with a generative label decoder (UniEncoderSpanDecoder / UniEncoderTokenDecoder)",
-        "the decoder that writes a label for each span is not implemented yet",
-    ),
     "span_encoder_config": (
         "GLiNER with a span context encoder",
         "an experimental layer of the reference with no published checkpoint",
@@ -30,12 +30,11 @@ _UNSUPPORTED_IF_SET = {
 }
 _UNSUPPORTED_IF_TRUE = {
     "fuse_layers": ("GLiNER with fused encoder layers", "an experimental option with no published checkpoint"),
-    "represent_spans": ("token-level GLiNER with span representations", "used only by decoder models"),
+    "represent_spans": _TOKEN_DECODER,
     "precomputed_prompts_mode": ("GLiNER with precomputed prompt embeddings", "a training-time option of the reference"),
 }
 _UNSUPPORTED_MODEL_TYPES = {
-    "gliner_uni_encoder_span_decoder": _UNSUPPORTED_IF_SET["labels_decoder"],
-    "gliner_encoder_token_decoder": _UNSUPPORTED_IF_SET["labels_decoder"],
+    "gliner_encoder_token_decoder": _TOKEN_DECODER,
     "gliner_streaming_span": _UNSUPPORTED_IF_SET["decoder_config"],
 }
 
@@ -44,7 +43,8 @@ def _refusal(source: str, what: str, family_and_reason) -> "UnsupportedCheckpoin
     family, reason = family_and_reason
     return UnsupportedCheckpointError(
         f"{source}: {what}: this is a {family}, which spacy-gliner does not run ({reason}). Supported: "
-        "uni- and bi-encoder span and token NER (post-fusion included), span and token relex (every "
+        "uni- and bi-encoder span and token NER (post-fusion included), the span NER model with a generative "
+        "label decoder (UniEncoderSpanDecoder), span and token relex (every "
         "relations_layer and triples_layer the reference builds); see the README's checkpoint families."
     )
 
@@ -86,11 +86,23 @@ class GlinerConfig:
     relations_layer: Optional[str] = None
     post_fusion_schema: str = ""  # e.g. "l2l-l2t-t2t"; empty: no post-fusion layers
     num_post_fusion_layers: int = 1
+    # generative label decoder (UniEncoderSpanDecoder): the GPT-2-style model that writes a label
+    # for each selected span, its Hugging Face config, and how its prefix is built
+    labels_decoder: Optional[str] = None
+    labels_decoder_config: Optional[Dict[str, Any]] = None
+    full_decoder_context: bool = True  # the span's own decoder tokens follow its vector
+    decoder_loss_coef: float = 0.5
+    span_loss_coef: float = 1.0
+    blank_entity_prob: float = 0.1  # training batches prompted with the single type "entity"
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def is_span_model(self) -> bool:
         return self.family == "span"
+
+    @property
+    def has_label_decoder(self) -> bool:
+        return bool(self.labels_decoder)
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any], source: str = "gliner_config.json") -> "GlinerConfig":
@@ -133,6 +145,8 @@ class GlinerConfig:
                 "uni-encoder span relex (gliner_uni_encoder_span_relex) and uni-encoder token-level relex "
                 "(gliner_uni_encoder_token_relex)."
             )
+        if data.get("labels_decoder"):
+            _check_label_decoder(data, span_mode, bi_encoder, relex, source)
         hidden_size = int(data.get("hidden_size", 512))
         if relex and data.get("triples_layer") is not None:
             _check_triples_layer(data["triples_layer"], hidden_size, source)
@@ -170,6 +184,12 @@ class GlinerConfig:
             relations_layer=data.get("relations_layer"),
             post_fusion_schema=fusion_schema,
             num_post_fusion_layers=int(data.get("num_post_fusion_layers", 1)),
+            labels_decoder=data.get("labels_decoder") or None,
+            labels_decoder_config=data.get("labels_decoder_config"),
+            full_decoder_context=bool(data.get("full_decoder_context", True)),
+            decoder_loss_coef=float(data.get("decoder_loss_coef", 0.5)),
+            span_loss_coef=float(data.get("span_loss_coef", 1.0)),
+            blank_entity_prob=float(data.get("blank_entity_prob", 0.1)),
             raw=data,
         )
 
@@ -200,9 +220,50 @@ class GlinerConfig:
                 embed_rel_token=self.embed_rel_token,
                 relations_layer=self.relations_layer,
             )
+        if self.has_label_decoder:
+            data.update(
+                labels_decoder=self.labels_decoder,
+                labels_decoder_config=self.labels_decoder_config,
+                decoder_mode=LABEL_DECODER_MODE,
+                full_decoder_context=self.full_decoder_context,
+                decoder_loss_coef=self.decoder_loss_coef,
+                span_loss_coef=self.span_loss_coef,
+                blank_entity_prob=self.blank_entity_prob,
+            )
         if self.post_fusion_schema:
             data.update(post_fusion_schema=self.post_fusion_schema, num_post_fusion_layers=self.num_post_fusion_layers)
         return data
+
+
+# The one decoder_mode the reference (gliner 0.2.29) can run: the decoder reads each selected span.
+LABEL_DECODER_MODE = "span"
+
+
+def _check_label_decoder(data: Dict[str, Any], span_mode: str, bi_encoder: bool, relex: bool, source: str) -> None:
+    """Refuse, by name, the generative-decoder variants that cannot run."""
+    if span_mode == TOKEN_MODE:
+        raise _refusal(source, "'labels_decoder' is set on a token-level model", _TOKEN_DECODER)
+    if bi_encoder or relex:
+        raise UnsupportedCheckpointError(
+            f"{source}: 'labels_decoder' is combined with {'labels_encoder' if bi_encoder else 'relations_layer'}; "
+            "the reference gliner builds the generative decoder only on a uni-encoder span NER model."
+        )
+    mode = data.get("decoder_mode")
+    if mode != LABEL_DECODER_MODE:
+        why = (
+            "its inference fails in the reference gliner 0.2.29 too (the label prompts are never given to "
+            "the decoder in a shape it can generate from)" if mode == "prompt"
+            else "the reference then generates labels it never attaches to a span"
+        )
+        raise UnsupportedCheckpointError(
+            f"{source}: decoder_mode is {mode!r}; generative-decoder checkpoints run with decoder_mode "
+            f"'{LABEL_DECODER_MODE}' only ({why}). Set decoder_mode to '{LABEL_DECODER_MODE}' and fine-tune."
+        )
+    if not isinstance(data.get("labels_decoder_config"), dict):
+        raise UnsupportedCheckpointError(
+            f"{source}: 'labels_decoder' is set but 'labels_decoder_config' (the decoder's Hugging Face "
+            "config, which gliner 0.2.x saves) is missing; re-save the checkpoint with gliner 0.2.x."
+        )
 
 
 # Triple modes whose parameters the reference sizes for 768 whatever ``hidden_size`` is
@@ -251,5 +312,6 @@ _KNOWN_MODEL_TYPES = {
     "gliner_uni_encoder",
     "gliner_uni_encoder_span_relex",
     "gliner_uni_encoder_token_relex",
+    "gliner_uni_encoder_span_decoder",
     "gliner",
 }

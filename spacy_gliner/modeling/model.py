@@ -89,6 +89,12 @@ class GlinerModel(nn.Module):
                 config.dropout,
                 config.post_fusion_schema,
             )
+        if config.has_label_decoder:
+            from .label_decoder import LabelDecoder
+
+            self.label_decoder = LabelDecoder(
+                config.labels_decoder_config, config.hidden_size, config.dropout, config.full_decoder_context
+            )
         if config.relex:
             from .relations.head import build_relation_head
 

@@ -28,15 +28,25 @@ def new_checkpoint(
     dropout: float = 0.4,
     seed: int = 0,
     relations_layer: Optional[str] = None,
+    decoder: Optional[str] = None,
+    decoder_loss_coef: float = 0.5,
+    blank_entity_prob: float = 0.1,
 ) -> GlinerCheckpoint:
     """``encoder`` (and ``label_encoder`` for a bi-encoder) are local directories or cached hub ids.
 
     ``relations_layer`` (e.g. ``"mlp"``, ``"dot"``, ``"none"``) makes a relex model (uni-encoder
     span models only): ``<<REL>>`` is added after the entity tokens, as the reference does.
+    ``decoder`` (a causal language model, e.g. GPT-2) makes a span model with a generative label
+    decoder (UniEncoderSpanDecoder, ``decoder_mode`` span) starting from its pretrained weights.
     """
     relex = relations_layer is not None
     if relex and (label_encoder is not None or span_mode == "token_level"):
         raise ValueError("a new relex GLiNER must be a uni-encoder span model (no label_encoder, span_mode not token_level)")
+    if decoder is not None and (label_encoder is not None or span_mode == "token_level" or relex):
+        raise ValueError(
+            "a new GLiNER with a label decoder must be a uni-encoder span model (no label_encoder, no "
+            "relations_layer, span_mode not token_level): the reference builds the decoder on that family only"
+        )
     from transformers import AutoModel, AutoTokenizer
 
     torch.manual_seed(seed)
@@ -76,7 +86,22 @@ def new_checkpoint(
     if relex:
         raw.update(relations_layer=relations_layer, rel_token=REL_TOKEN,
                    rel_token_index=tokenizer.convert_tokens_to_ids(REL_TOKEN), embed_rel_token=True)
+    decoder_tokenizer = language_model = None
+    if decoder is not None:
+        from transformers import AutoModelForCausalLM
+
+        language_model = AutoModelForCausalLM.from_pretrained(decoder)
+        decoder_tokenizer = AutoTokenizer.from_pretrained(decoder, add_prefix_space=True)
+        if decoder_tokenizer.pad_token is None:
+            decoder_tokenizer.pad_token = decoder_tokenizer.eos_token
+        raw.update(
+            model_type="gliner_uni_encoder_span_decoder", labels_decoder=decoder,
+            labels_decoder_config=language_model.config.to_dict(), decoder_mode="span", full_decoder_context=True,
+            decoder_loss_coef=decoder_loss_coef, span_loss_coef=1.0, blank_entity_prob=blank_entity_prob,
+        )
     config = GlinerConfig.from_dict(raw, source=f"new GLiNER on {encoder}")
     model = GlinerModel(config, text_model, label_model)
+    if language_model is not None:
+        model.label_decoder.language_model.load_state_dict(language_model.state_dict())
     model.eval()
-    return GlinerCheckpoint(config, model, tokenizer, label_tokenizer)
+    return GlinerCheckpoint(config, model, tokenizer, label_tokenizer, decoder_tokenizer)

@@ -35,6 +35,18 @@ class GoldText:
 
 
 @dataclass
+class DecoderTargets:
+    """What the generative label decoder learns from a batch: for each gold span (``selected``,
+    (M, 3) rows of example, start, width, in the reference's order) its label's decoder tokens."""
+
+    selected: torch.Tensor
+    label_ids: torch.Tensor  # (M, L) padded with the end-of-sequence id
+    label_mask: torch.Tensor  # (M, L)
+    word_tokens: List[List[List[int]]]  # decoder token ids of every word, per example
+    prompt_token_counts: List[int]  # decoder tokens of each example's label prompt
+
+
+@dataclass
 class TrainingBatch:
     encoded: EncodedBatch
     sample: PromptLabelSample
@@ -45,6 +57,7 @@ class TrainingBatch:
     # (B, W, text width) word vectors from a shared transformer (bi-encoders listening to a spaCy
     # ``transformer``); the model then reads these instead of running its text tower on ``encoded``
     word_vectors: Optional[torch.Tensor] = None
+    decoder: Optional[DecoderTargets] = None  # generative-decoder models with gold spans in the batch
 
 
 def split_long_texts(
@@ -83,6 +96,26 @@ def split_long_texts(
     return out, lost
 
 
+# The one prompt type of a blank-entity batch (the reference's ``blank="entity"``).
+BLANK_ENTITY = "entity"
+
+
+def blank_entity_batch(texts: Sequence[GoldText], mode: str) -> Tuple[PromptLabelSample, List[GoldText]]:
+    """The reference's blank-entity augmentation for generative-decoder models: the whole batch is
+    prompted with the single type "entity", every gold span is its positive, and the decoder still
+    learns each span's real type (the span classifier learns to find entities of any type)."""
+    blank = [GoldText(t.words, [(s, e, BLANK_ENTITY) for s, e, _ in t.spans], t.corpus, t.relations) for t in texts]
+    sample = PromptLabelSample(
+        labels=[[BLANK_ENTITY] for _ in texts],
+        label_mask=[[1] for _ in texts],
+        positives=[[BLANK_ENTITY] if t.spans else [] for t in texts],
+        negatives=[[] for _ in texts],
+        dropped_positives=[[] for _ in texts],
+        mode=mode,
+    )
+    return sample, blank
+
+
 class BatchBuilder:
     """Samples each batch's prompt labels (positives plus negatives, GLiNER's recipe) and builds
     inputs and targets for one checkpoint family."""
@@ -94,8 +127,10 @@ class BatchBuilder:
         sampling: LabelSamplingConfig,
         corpus_labels: Dict[str, List[str]],
         seed: int = 0,
+        decoder_tokenizer=None,
     ):
         self.config = config
+        self.decoder_tokenizer = decoder_tokenizer
         self.inputs = inputs
         self.sampling = sampling
         self.corpus_labels = corpus_labels
@@ -134,6 +169,10 @@ class BatchBuilder:
         """Inputs and span/token targets; ``prompts`` (per example) replaces the entity-label
         prompts, e.g. by relex prompts that list relation labels too."""
         sample = sample or self.sample_labels(texts)
+        decoder_training = self.config.has_label_decoder and self.decoder_tokenizer is not None
+        gold_texts, gold_sample = texts, sample
+        if decoder_training and self.rng.random() < self.config.blank_entity_prob:
+            sample, texts = blank_entity_batch(texts, sample.mode)
         pieces = [self.inputs.word_pieces(text.words) for text in texts]
         if self.config.bi_encoder:
             encoded = self.inputs.build(pieces)
@@ -159,4 +198,36 @@ class BatchBuilder:
                     dense[row, w, c, channel] = 1.0
             position_mask = torch.arange(width).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
             counts = {"positives": int(dense[..., 2].sum())}
-        return TrainingBatch(encoded, sample, label_mask, dense, position_mask, counts)
+        decoder = None
+        if decoder_training:
+            decoder = self._decoder_targets(gold_texts, gold_sample, sample, dense, position_mask)
+        return TrainingBatch(encoded, sample, label_mask, dense, position_mask, counts, decoder)
+
+    def _decoder_targets(self, texts, gold_sample: PromptLabelSample, sample: PromptLabelSample,
+                         dense: torch.Tensor, position_mask: torch.Tensor):
+        """The gold spans' labels as decoder tokens, tokenised as the reference does (a space
+        before each label, the batch padded with the end-of-sequence id); None without gold spans.
+        A span learns its first gold label among the sampled ones (``gold_sample``, also in a
+        blank-entity batch), as in the reference; ``sample`` is the prompt the batch reads."""
+        from ..modeling.label_decoder import decoder_prompt_token_count, decoder_word_tokens
+
+        gold = (dense.amax(dim=-1) == 1) & position_mask.bool()
+        selected = torch.nonzero(gold)
+        if not len(selected):
+            return None
+        first_label = [{} for _ in texts]
+        for row, text in enumerate(texts):
+            sampled = set(gold_sample.labels[row])
+            for start, end, label in text.spans:
+                if label in sampled:
+                    first_label[row].setdefault((start, end - start - 1), label)
+        names = [first_label[row][(start, width)] for row, start, width in selected.tolist()]
+        tokenizer, config = self.decoder_tokenizer, self.config
+        labels = tokenizer(names, padding="longest", truncation=True, return_tensors="pt")
+        return DecoderTargets(
+            selected,
+            labels["input_ids"],
+            labels["attention_mask"],
+            [decoder_word_tokens(tokenizer, text.words) for text in texts],
+            [decoder_prompt_token_count(tokenizer, row, config.ent_token, config.sep_token) for row in sample.labels],
+        )

@@ -85,7 +85,32 @@ class Trainer:
         # spans past a sentence's end are masked out of the loss: not computing them is the same loss
         # post-fusion models: labels attend to each other, so a sample's padded labels are masked out
         label_mask = batch.label_mask.to(self.model.device)
+        if hasattr(self.model, "label_decoder"):
+            return self.span_decoder_loss(reps, batch, label_vectors, label_mask)
         return self.entity_loss(self.model.score(reps, label_vectors, only_valid_spans=True, label_mask=label_mask), batch)
+
+    def span_decoder_loss(self, reps, batch: TrainingBatch, label_vectors, label_mask) -> torch.Tensor:
+        """Generative-decoder models, as the reference trains them: ``decoder_loss_coef`` x the
+        decoder's loss of writing each gold span's label + ``span_loss_coef`` x the span loss
+        (the span loss alone when the batch has no gold span)."""
+        from ..modeling.label_decoder import reference_prefix_length
+
+        config, device = self.model.config, self.model.device
+        logits, span_reps = self.model.score_spans(reps, label_vectors, only_valid_spans=True, label_mask=label_mask)
+        span_loss = self.entity_loss(logits, batch)
+        targets = batch.decoder
+        if targets is None:
+            return span_loss
+        selected = targets.selected.to(device)
+        per_example = torch.bincount(targets.selected[:, 0], minlength=len(targets.word_tokens)).tolist()
+        floor = reference_prefix_length(
+            per_example, span_reps.shape[1] * span_reps.shape[2], targets.word_tokens, targets.prompt_token_counts,
+            config.max_width,
+        )
+        decoder = self.model.label_decoder
+        prefix, prefix_mask = decoder.prefixes(span_reps, selected, targets.word_tokens, floor)
+        decoder_loss = decoder.label_loss(prefix, prefix_mask, targets.label_ids.to(device), targets.label_mask.to(device))
+        return decoder_loss * config.decoder_loss_coef + span_loss * config.span_loss_coef
 
     def entity_loss(self, logits: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
         """GLiNER's focal span (or token) loss of entity logits against the batch's targets."""

@@ -7,6 +7,7 @@ base encoders, rewritten into each family's hub layout and placed in a throwaway
 """
 import json
 import re
+from pathlib import Path
 
 import pytest
 import spacy
@@ -109,11 +110,20 @@ def test_saved_pipeline_is_self_contained(name, hub_families, tmp_path):
         aside.rename(cache)
 
 
-def test_refused_family_is_named_at_add_pipe(hub_families):
-    """A decoder checkpoint (still refused) stops at add_pipe with the family and the reason."""
+def test_refused_decoder_variant_is_named_at_add_pipe(hub_families, tmp_path):
+    """A decoder checkpoint in prompt mode (which the reference cannot run either) stops at
+    add_pipe with the variant and the reason."""
+    import shutil
+
+    from huggingface_hub import try_to_load_from_cache
     from spacy_gliner.modeling.config import UnsupportedCheckpointError
 
-    hub_id = hub_families("span_decoder")
+    snapshot = Path(try_to_load_from_cache(hub_families("span_decoder"), "gliner_config.json")).parent
+    copy = tmp_path / "prompt-mode"
+    shutil.copytree(snapshot, copy)
+    config = json.loads((copy / "gliner_config.json").read_text())
+    (copy / "gliner_config.json").unlink()
+    (copy / "gliner_config.json").write_text(json.dumps({**config, "decoder_mode": "prompt"}))
     nlp = spacy.blank("en")
-    with pytest.raises(UnsupportedCheckpointError, match="generative label decoder.*UniEncoderSpanDecoder.*not implemented"):
-        nlp.add_pipe("gliner_ner", config={"model": hub_id, "labels": LABELS})
+    with pytest.raises(UnsupportedCheckpointError, match="decoder_mode is 'prompt'.*fails in the reference"):
+        nlp.add_pipe("gliner_ner", config={"model": str(copy), "labels": LABELS})

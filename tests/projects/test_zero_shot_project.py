@@ -133,7 +133,10 @@ def test_project_yml_parses_and_commands_use_existing_scripts():
             used.add(script.name)
             if "--config" in args:
                 assert (PROJECT / args[args.index("--config") + 1]).is_file()
-    assert used == {"convert_training.py", "spacy_gliner.training.timed_train", "evaluate_zero_shot.py", "report.py"}
+    assert used == {"convert_training.py", "spacy_gliner.training.timed_train", "evaluate_zero_shot.py", "report.py",
+                    "make_decoder.py", "evaluate_decoder.py"}
+    assert config["workflows"]["quick-decoder"] == [
+        "quick-convert", "quick-decoder-base", "quick-decoder-train", "quick-decoder-evaluate"]
     # the shared data folder the commands read in place, and the assets that name its origin
     data_dir = (PROJECT / config["vars"]["data_dir"]).resolve()
     assert data_dir == (ROOT.parent / "shared" / "data").resolve()
@@ -145,6 +148,28 @@ def test_project_yml_parses_and_commands_use_existing_scripts():
     if data_dir.is_dir():
         for domain in load_script("evaluate_zero_shot").DOMAINS:
             assert (data_dir / "gliner_ner_datasets" / f"CrossNER_{domain}" / "labels.json").is_file()
+
+
+def test_decoder_evaluation_counts_spans_type_agnostically_and_reads_generated_labels():
+    """evaluate_decoder.py: a span counts on its boundaries alone; its label (the first generated
+    one, or the classified one) is compared with the gold type, equal or contained."""
+    from spacy.tokens import SpanGroup
+
+    module = load_script("evaluate_decoder")
+    nlp = spacy.blank("en")
+    words = ["Arsenal", "beat", "Chelsea", "in", "London", "."]
+    gold = gold_doc(nlp.vocab, words, [(0, 1, "club"), (2, 3, "club"), (4, 5, "city")])
+    pred = Doc(nlp.vocab, words=words)
+    group = SpanGroup(pred, name="sc", spans=[Span(pred, 0, 1, label="entity"), Span(pred, 2, 3, label="entity"),
+                                              Span(pred, 3, 5, label="entity")])
+    group.attrs["generated_labels"] = [["football club"], ["Club"], ["city"]]
+    pred.spans["sc"] = group
+    generated = module.scores(module.tally([pred], [gold], generated=True))
+    assert (generated["tp"], generated["fp"], generated["fn"]) == (2, 1, 1)
+    assert generated["label_equal"] == 0.5 and generated["label_contains"] == 1.0
+    classified = module.scores(module.tally([pred], [gold], generated=False))
+    assert classified["tp"] == 2 and classified["label_equal"] == 0.0
+    assert classified["span_f"] == pytest.approx(2 / 3)
 
 
 def test_training_sets_exclude_crossner():

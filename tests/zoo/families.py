@@ -99,15 +99,21 @@ RELEX_FAMILIES: Dict[str, Family] = {f.name: f for f in [
 ]}
 
 
-# Published families spacy-gliner refuses, each with an error naming it.
-REFUSED_FAMILIES: Dict[str, Family] = {f.name: f for f in [
-    Family("span_decoder", "knowledgator/gliner-decoder-small-v1.0", "deberta-v3", "microsoft/deberta-v3-small",
-           "current", dict(span_mode="markerV0", max_width=12, hidden_size=64, dropout=0.4, decoder_mode="span"),
+# Generative label decoder models (UniEncoderSpanDecoder), run by gliner_ner: the real MiniLM
+# text encoder, a tiny GPT-2 decoder with a byte-level BPE trained on the shared corpora (its
+# end-of-sequence id inside its vocabulary), and a span width (48) unlike the decoder's (64), so
+# the encoder-to-decoder projection is part of every replica.
+DECODER_FAMILIES: Dict[str, Family] = {f.name: f for f in [
+    Family("span_decoder", "knowledgator/gliner-decoder-small-v1.0", "minilm", "sentence-transformers/all-MiniLM-L6-v2",
+           "current", dict(span_mode="markerV0", max_width=12, hidden_size=48, dropout=0.4, decoder_mode="span"),
            decoder_hub_id="openai-community/gpt2",
            description="span encoder with a GPT-2 label decoder (UniEncoderSpanDecoder)"),
 ]}
 
-ALL_FAMILIES: Dict[str, Family] = {**FAMILIES, **RELEX_FAMILIES, **REFUSED_FAMILIES}
+# Published families spacy-gliner refuses, each with an error naming it.
+REFUSED_FAMILIES: Dict[str, Family] = {}
+
+ALL_FAMILIES: Dict[str, Family] = {**FAMILIES, **RELEX_FAMILIES, **DECODER_FAMILIES, **REFUSED_FAMILIES}
 
 
 def minilm_dir() -> Path:
