@@ -140,3 +140,17 @@ def test_decoder_settings_on_a_checkpoint_without_decoder_fail_at_add_pipe(check
     nlp = spacy.blank("en")
     with pytest.raises(ValueError, match="gen_constraints only apply to checkpoints with a generative label decoder"):
         nlp.add_pipe("gliner_ner", config={"model": str(checkpoints("uni_markerV0")), "labels": LABELS, "gen_constraints": ["band"]})
+
+
+def test_onnx_backend_gives_the_torch_spans_and_generated_labels(decoder_hub_id, threshold):
+    """The decoder family on ONNX Runtime: the encoder runs there, the decoder stays in torch."""
+    pytest.importorskip("onnxruntime")
+    on_torch = decoder_nlp(decoder_hub_id, threshold, gen_constraints=CONSTRAINTS, num_gen_sequences=2)
+    on_onnx = decoder_nlp(decoder_hub_id, threshold, gen_constraints=CONSTRAINTS, num_gen_sequences=2, backend="onnx")
+    expected = [annotations(doc) for doc in on_torch.pipe(docs_of(on_torch, TEXTS))]
+    found = list(on_onnx.pipe(docs_of(on_onnx, TEXTS)))
+    assert on_onnx.get_pipe("gliner_ner").extractor.onnx_exports is not None, "the encoder must run in ONNX Runtime"
+    assert sum(map(len, expected)) > 0
+    assert [annotations(doc) for doc in found] == expected
+    scores = [score for doc in on_torch.pipe(docs_of(on_torch, TEXTS)) for score in doc.spans["sc"].attrs["scores"]]
+    assert [score for doc in found for score in doc.spans["sc"].attrs["scores"]] == pytest.approx(scores, abs=1e-4)
