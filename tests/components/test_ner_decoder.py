@@ -1,6 +1,8 @@
 """gliner_ner on a generative label decoder checkpoint (UniEncoderSpanDecoder replica, see
 tests/zoo/families.py): where the generated labels go, how they survive serialization, and the
 settings' errors."""
+from contextlib import contextmanager
+
 import pytest
 import spacy
 from spacy.tokens import Doc, DocBin
@@ -96,7 +98,23 @@ def test_generated_labels_survive_to_bytes_docbin_and_two_processes(prompt_nlp):
     assert any(expected)
     assert [annotations(Doc(prompt_nlp.vocab).from_bytes(doc.to_bytes())) for doc in docs] == expected
     assert [annotations(doc) for doc in DocBin(docs=docs, store_user_data=True).get_docs(prompt_nlp.vocab)] == expected
-    assert [annotations(doc) for doc in prompt_nlp.pipe(docs_of(prompt_nlp, texts), n_process=2, batch_size=1)] == expected
+    with spawned_workers():
+        in_workers = [annotations(doc) for doc in prompt_nlp.pipe(docs_of(prompt_nlp, texts), n_process=2, batch_size=1)]
+    assert in_workers == expected
+
+
+@contextmanager
+def spawned_workers():
+    """``nlp.pipe(n_process=2)`` with spawned workers, as a torch user must: a worker forked from
+    a process whose torch thread pool has run can hang for ever."""
+    import multiprocessing
+
+    method = multiprocessing.get_start_method(allow_none=True)
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        yield
+    finally:
+        multiprocessing.set_start_method(method, force=True)
 
 
 def test_disk_round_trip_keeps_the_decoder_and_its_settings(prompt_nlp, tmp_path):
