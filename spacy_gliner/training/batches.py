@@ -201,7 +201,7 @@ class BatchBuilder:
         decoder = None
         if decoder_training:
             decoder = self._decoder_targets(gold_texts, gold_sample, sample, dense, position_mask)
-        return TrainingBatch(encoded, sample, label_mask, dense, position_mask, counts, decoder)
+        return TrainingBatch(encoded, sample, label_mask, dense, position_mask, counts, decoder=decoder)
 
     def _decoder_targets(self, texts, gold_sample: PromptLabelSample, sample: PromptLabelSample,
                          dense: torch.Tensor, position_mask: torch.Tensor):
