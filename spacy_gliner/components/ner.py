@@ -164,25 +164,13 @@ def make_ner_scorer() -> Callable:
 def _check_decoder_settings(decoder_mode, gen_constraints, num_gen_sequences, max_generated_length) -> Dict[str, Any]:
     """The generative-decoder settings, checked at add_pipe (constraints are tokenised once the
     decoder tokenizer is at hand)."""
-    from ..modeling.label_decoder import LabelConstraintError
+    from ..modeling.label_decoder import check_constraint_list, check_positive
 
     if decoder_mode is not None and decoder_mode not in DECODER_MODES:
         raise ValueError(f"gliner_ner: 'decoder_mode' must be one of {DECODER_MODES} or null (the checkpoint's), got {decoder_mode!r}.")
     if gen_constraints is not None:
-        if isinstance(gen_constraints, str) or not isinstance(gen_constraints, (list, tuple)) or not gen_constraints:
-            raise LabelConstraintError(
-                "gliner_ner: 'gen_constraints' must be a non-empty list of label strings, or null for free "
-                f"generation; got {gen_constraints!r}."
-            )
-        blank = [c for c in gen_constraints if not isinstance(c, str) or not c.strip()]
-        if blank:
-            raise LabelConstraintError(
-                f"gliner_ner: 'gen_constraints' holds empty or whitespace-only entries {blank!r}; every entry must be "
-                "a label text such as 'company'. Remove them."
-            )
-        gen_constraints = list(gen_constraints)
-    if isinstance(num_gen_sequences, bool) or not isinstance(num_gen_sequences, int) or num_gen_sequences < 1:
-        raise ValueError(f"gliner_ner: 'num_gen_sequences' must be a positive integer, got {num_gen_sequences!r}.")
+        gen_constraints = check_constraint_list(gen_constraints, "gliner_ner: 'gen_constraints'")
+    check_positive(num_gen_sequences, "gliner_ner: 'num_gen_sequences'")
     return {
         "decoder_mode": decoder_mode,
         "gen_constraints": gen_constraints,

@@ -81,10 +81,8 @@ class EntityExtractor:
         # may have changed since the running view was made (a training step)
         self.onnx_exports = None
         self._onnx_stale = False
-        # generative label decoder models: how labels are written for selected spans, and the
-        # decoder token ids of every word of the documents being extracted
+        # generative label decoder models: how labels are written for selected spans
         self.generation = None
-        self._decoder_pieces: List[List[List[int]]] = []
         if self.config.has_label_decoder:
             from ..modeling.label_decoder import GenerationSettings
 
@@ -96,15 +94,13 @@ class EntityExtractor:
         """Generative-decoder models: ``num_sequences`` labels per span (beam search when > 1),
         optionally restricted to the ``constraints`` label texts, each at most ``max_new_tokens``
         decoder tokens long. Raises ValueError (``LabelConstraintError``) for unusable settings."""
-        from ..modeling.label_decoder import DEFAULT_MAX_GENERATED_TOKENS, GenerationSettings, constraint_trie
+        from ..modeling.label_decoder import DEFAULT_MAX_GENERATED_TOKENS, GenerationSettings, check_positive, constraint_trie
 
         if self.generation is None:
             raise ValueError("this checkpoint has no generative label decoder ('labels_decoder' is not set)")
-        if isinstance(num_sequences, bool) or not isinstance(num_sequences, int) or num_sequences < 1:
-            raise ValueError(f"num_gen_sequences must be a positive integer, got {num_sequences!r}")
+        check_positive(num_sequences, "num_gen_sequences")
         max_new_tokens = DEFAULT_MAX_GENERATED_TOKENS if max_new_tokens is None else max_new_tokens
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"max_generated_length must be a positive number of decoder tokens, got {max_new_tokens!r}")
+        check_positive(max_new_tokens, "max_generated_length", "number of decoder tokens")
         trie = None
         if constraints is not None:
             trie = constraint_trie(self.checkpoint.decoder_tokenizer, constraints, self.model.label_decoder.vocab_size)
@@ -254,11 +250,12 @@ class EntityExtractor:
             pieces = None
         else:
             pieces = [self.inputs.word_pieces(words) for words in docs_words]
+        decoder_words = None  # generative models: the decoder token ids of every word, per document
         if self.generation is not None:
             from ..modeling.label_decoder import decoder_word_tokens
 
             tokenizer = self.checkpoint.decoder_tokenizer
-            self._decoder_pieces = [decoder_word_tokens(tokenizer, words) for words in docs_words]
+            decoder_words = [decoder_word_tokens(tokenizer, words) for words in docs_words]
         candidates: Dict[int, List[DecodedSpan]] = {}
         if self.config.bi_encoder:
             self.prepare_label_vectors(label_texts)
@@ -267,7 +264,7 @@ class EntityExtractor:
             group_texts = label_texts if len(group) == len(label_texts) else [label_texts[i] for i in group]
             prompt = [] if self.config.bi_encoder else self.inputs.prompt_ids(group_texts)
             batches = self._vector_batches(word_vectors) if pieces is None else self._text_batches(pieces, prompt)
-            found = self._score_windows(batches, group, group_texts, settings)
+            found = self._score_windows(batches, group, group_texts, settings, decoder_words)
             for doc_index, spans in found.items():
                 candidates.setdefault(doc_index, []).extend(spans)
         for doc_index, spans in candidates.items():
@@ -314,11 +311,12 @@ class EntityExtractor:
                     "one vector per word, as wide as the checkpoint's text tower"
                 )
 
-    def _score_windows(self, batches, group, label_texts, settings) -> Dict[int, List[DecodedSpan]]:
+    def _score_windows(self, batches, group, label_texts, settings, decoder_words=None) -> Dict[int, List[DecodedSpan]]:
         """Candidates per document, labels already mapped to positions in the full label list.
 
         ``batches(encode)`` yields the window batches (``_text_batches``, ``_vector_batches``);
-        ``encode(represent)`` turns a batch's word representations into what is scored below."""
+        ``encode(represent)`` turns a batch's word representations into what is scored below.
+        ``decoder_words``: generative models' decoder token ids per document word (``extract``)."""
         group = np.asarray(group)
         found: Dict[int, List[DecodedSpan]] = {}
         device = self.model.device
@@ -327,6 +325,13 @@ class EntityExtractor:
         bi_span = self.config.bi_encoder and self.config.is_span_model and not fused
         rows = self._label_rows(label_texts) if self.config.bi_encoder else None
         retrieve = bi_span and self.label_top_k is not None and self.label_top_k < len(label_texts)
+        if decoder_words is not None:
+            from ..modeling.label_decoder import decoder_prompt_token_count
+
+            config = self.config
+            prompt_tokens = decoder_prompt_token_count(
+                self.checkpoint.decoder_tokenizer, label_texts, config.ent_token, config.sep_token
+            )
 
         def encode(represent):
             with self._precision():
@@ -338,8 +343,8 @@ class EntityExtractor:
         with torch.inference_mode():
             for batch in batches(encode):
                 reps, spans = batch.encoded
-                if self.generation is not None:
-                    chunks = [self._generative_candidates(reps, batch.windows, label_texts, group, settings)]
+                if decoder_words is not None:
+                    chunks = [self._generative_candidates(reps, batch.windows, group, settings, decoder_words, prompt_tokens)]
                 elif retrieve:
                     chunks = [self._retrieved_candidates(spans, batch.windows, label_texts, rows, group, settings, device)]
                 else:
@@ -349,13 +354,13 @@ class EntityExtractor:
                         found.setdefault(doc_index, []).extend(doc_spans)
         return found
 
-    def _generative_candidates(self, reps, batch_windows, label_texts, group, settings) -> Dict[int, List[DecodedSpan]]:
+    def _generative_candidates(self, reps, batch_windows, group, settings, decoder_words, prompt_tokens) -> Dict[int, List[DecodedSpan]]:
         """Candidates by document, each carrying the labels the decoder wrote for it.
 
         As in the reference, every valid span whose best probability passes the threshold is
         given to the decoder (all of one batch at once: the reference's prefix padding depends on
         the batch, see modeling/label_decoder.py)."""
-        from ..modeling.label_decoder import decoder_prompt_token_count, reference_prefix_length
+        from ..modeling.label_decoder import reference_prefix_length
 
         with self._precision():
             logits, span_reps = self.inference_model.score_spans(reps, None, only_valid_spans=True)
@@ -369,12 +374,10 @@ class EntityExtractor:
         if not len(selected):
             return by_doc
         tokenizer = self.checkpoint.decoder_tokenizer
-        word_tokens = [self._decoder_pieces[w.doc_index][w.start : w.end] for w in batch_windows]
-        config = self.config
-        prompt_tokens = decoder_prompt_token_count(tokenizer, label_texts, config.ent_token, config.sep_token)
+        word_tokens = [decoder_words[w.doc_index][w.start : w.end] for w in batch_windows]
         floor = reference_prefix_length(
             keep.flatten(1).sum(dim=1).tolist(), keep[0].numel(), word_tokens, [prompt_tokens] * len(word_tokens),
-            config.max_width,
+            self.config.max_width,
         )
         decoder = self.model.label_decoder
         with torch.inference_mode():

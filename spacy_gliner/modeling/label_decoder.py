@@ -220,20 +220,33 @@ def decoder_prompt_token_count(tokenizer, label_texts: Sequence[str], ent_token:
     return sum(len(ids) for ids in decoder_word_tokens(tokenizer, words))
 
 
-def constraint_trie(tokenizer, labels: Sequence[str], vocab_size: int) -> LabelTrie:
-    """The trie of allowed labels, each tokenised as the reference does (its leading BOS dropped,
-    the end-of-sequence id appended); raises :class:`LabelConstraintError` for unusable lists."""
-    if labels is None or isinstance(labels, str) or not len(labels):
+def check_constraint_list(labels, owner: str) -> List[str]:
+    """``labels`` as a list, when it is a non-empty list of non-blank strings; raises
+    :class:`LabelConstraintError` naming ``owner`` (the setting) otherwise."""
+    if isinstance(labels, str) or not isinstance(labels, (list, tuple)) or not labels:
         raise LabelConstraintError(
-            "gen_constraints must be a non-empty list of label strings (or null for free generation), "
-            f"got {labels!r}."
+            f"{owner} must be a non-empty list of label strings, or null for free generation; got {labels!r}."
         )
     blank = [label for label in labels if not isinstance(label, str) or not label.strip()]
     if blank:
         raise LabelConstraintError(
-            f"gen_constraints holds empty or whitespace-only entries {blank!r}; every constraint must be a "
-            "label text such as 'company'. Remove them."
+            f"{owner} holds empty or whitespace-only entries {blank!r}; every entry must be a label text such "
+            "as 'company'. Remove them."
         )
+    return list(labels)
+
+
+def check_positive(value, owner: str, unit: str = "integer") -> int:
+    """``value`` when it is an integer >= 1 (not a bool); a ValueError naming ``owner`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner} must be a positive {unit}, got {value!r}.")
+    return value
+
+
+def constraint_trie(tokenizer, labels: Sequence[str], vocab_size: int) -> LabelTrie:
+    """The trie of allowed labels, each tokenised as the reference does (its leading BOS dropped,
+    the end-of-sequence id appended); raises :class:`LabelConstraintError` for unusable lists."""
+    labels = check_constraint_list(labels, "gen_constraints")
     eos = tokenizer.eos_token_id
     if eos is None or not 0 <= eos < vocab_size:
         raise LabelConstraintError(
