@@ -1,0 +1,184 @@
+"""gliner_linker listening to a shared spaCy ``transformer`` (spacy-transformers): the converted
+pipelines' parity with the stand-alone components on real AIDA CoNLL-YAGO sentences, bad input,
+and training through the listener (gradient, ``spacy train`` with the ready config).
+
+The checkpoint is the zoo's bi-encoder span replica ``bi_sharp`` (MiniLM towers, random heads
+with a sharpened label projection, shared with test_listener through the session fixture).
+"""
+import random
+
+import numpy as np
+import pytest
+import spacy
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+
+from spacy_gliner.components.linker import NIL
+from support import DATA, crossner_labels
+
+pytest.importorskip("spacy_transformers")
+
+FAMILY = "bi_sharp"
+LABELS = crossner_labels("AI")
+LINKER = {"threshold": 0.0, "top_k": 10}
+LISTENER = {"@architectures": "spacy-transformers.TransformerListener.v1", "upstream": "transformer",
+            "grad_factor": 1.0, "pooling": {"@layers": "spacy_gliner.first_subword.v1"}}
+
+
+@pytest.fixture(scope="module")
+def aida(tmp_path_factory):
+    """(KB of every entity linked in the first 8 AIDA CoNLL-YAGO training documents, 12 of their
+    sentences with gold links, as docs of space-separated words: the transformer then reads the
+    subwords the stand-alone text tower reads)."""
+    from spacy_gliner.kb.entities import write_entities_jsonl
+    from spacy_gliner.kb.linking_benchmarks import entities_from_documents, load_benchmark
+    from spacy_gliner.training.convert_linking import linked_docs
+
+    if not (DATA / "aida_yago2_annotations").is_dir():
+        pytest.skip("shared/data linking corpora not available")
+    documents = load_benchmark("aida-yago2-train", DATA)[:8]
+    kb = tmp_path_factory.mktemp("aida_listener_kb") / "kb.jsonl"
+    write_entities_jsonl(entities_from_documents(documents, documents), kb)
+    nlp = spacy.blank("en")
+    gold = [d for d in linked_docs(documents, nlp, by="line") if sum(e.kb_id_ != NIL for e in d.ents) >= 2]
+    random.Random(0).shuffle(gold)
+    return kb, [spaced(nlp, g, keep_links=True) for g in gold[:12]]
+
+
+def spaced(nlp, doc, keep_links=False):
+    """``doc``'s words separated by single spaces, with its entities (and, if asked, their kb_ids)."""
+    out = Doc(nlp.vocab, words=[t.text for t in doc])
+    out.ents = [Span(out, e.start, e.end, label=e.label_, kb_id=e.kb_id_ if keep_links else "") for e in doc.ents]
+    return out
+
+
+def mentions(nlp, gold):
+    return [spaced(nlp, g) for g in gold]
+
+
+@pytest.fixture(scope="module")
+def converted(checkpoints, aida, tmp_path_factory):
+    """The CLI's [transformer, gliner_ner, gliner_linker] pipeline, saved and loaded back (the KB
+    copied into it), and the stand-alone [gliner_ner, gliner_linker] on the same checkpoint and KB."""
+    from spacy_gliner.cli import main
+
+    kb, _ = aida
+    out = tmp_path_factory.mktemp("linker_listener") / "pipeline"
+    assert main(["to-listener", str(checkpoints(FAMILY)), str(out), "--labels", ",".join(LABELS), "--kb", str(kb)]) == 0
+    shared = spacy.load(out)
+    alone = spacy.blank("en")
+    alone.add_pipe("gliner_ner", config={"model": str(checkpoints(FAMILY)), "labels": LABELS, "threshold": 0.3})
+    alone.add_pipe("gliner_linker", config={"model": str(checkpoints(FAMILY)), "kb": str(kb), **LINKER})
+    for nlp in (shared, alone):
+        nlp.get_pipe("gliner_ner").cfg["threshold"] = 0.3
+        nlp.get_pipe("gliner_linker").cfg.update(LINKER)
+    return shared, alone
+
+
+def links(doc):
+    return [(e.start, e.end, e.label_, e.kb_id_) for e in doc.ents], [[i for i, _ in e._.gliner_candidates] for e in doc.ents], \
+        np.array([s for e in doc.ents for _, s in e._.gliner_candidates])
+
+
+def assert_same_links(shared_docs, own_docs):
+    found = 0
+    for a, b in zip(shared_docs, own_docs):
+        ents_a, ranked_a, scores_a = links(a)
+        ents_b, ranked_b, scores_b = links(b)
+        assert ents_a == ents_b and ranked_a == ranked_b
+        np.testing.assert_allclose(scores_a, scores_b, atol=1e-5)
+        found += sum(kb_id != NIL for *_, kb_id in ents_a)
+    return found
+
+
+def test_converted_pipeline_links_as_the_standalone_linker(converted, aida):
+    """Given mentions (AIDA's gold offsets): same kb_ids, candidates and scores as the stand-alone
+    linker, the transformer holding the only copy of the text tower."""
+    shared, alone = converted
+    _, gold = aida
+    assert shared.pipe_names == ["transformer", "gliner_ner", "gliner_linker"]
+    assert shared.get_pipe("transformer").listening_components == ["gliner_ner", "gliner_linker"]
+    linker = shared.get_pipe("gliner_linker")
+    assert linker.encoder.model.text_encoder.transformer is None
+    assert len(linker.kb) == len(alone.get_pipe("gliner_linker").kb)  # the KB travelled with the pipeline
+    with shared.select_pipes(disable=["gliner_ner"]), alone.select_pipes(disable=["gliner_ner"]):
+        linked = assert_same_links(shared.pipe(mentions(shared, gold)), alone.pipe(mentions(alone, gold)))
+    assert linked >= 20  # the comparison is not empty
+
+
+def test_ner_and_linker_both_listening_give_the_standalone_entities_and_links(converted, aida):
+    shared, alone = converted
+    _, gold = aida
+    words = [Doc(shared.vocab, words=[t.text for t in g]) for g in gold]
+    shared_docs = list(shared.pipe(words))
+    own_docs = list(alone.pipe(Doc(alone.vocab, words=[t.text for t in g]) for g in gold))
+    assert_same_links(shared_docs, own_docs)
+    assert sum(len(d.ents) for d in shared_docs) >= 10
+
+
+def test_linker_only_pipeline_from_the_converter(checkpoints, aida, tmp_path):
+    """``to-listener --kb`` alone: [transformer, gliner_linker]; neither labels nor KB is an error."""
+    from spacy_gliner.cli import main
+    from spacy_gliner.components.listener import build_listener_pipeline
+
+    kb, gold = aida
+    nlp = build_listener_pipeline(str(checkpoints(FAMILY)), kb=str(kb), linker_settings=LINKER)
+    assert nlp.pipe_names == ["transformer", "gliner_linker"]
+    doc = nlp(mentions(nlp, gold[:1])[0])
+    assert all(e.kb_id_ and e._.gliner_candidates is not None for e in doc.ents)
+    with pytest.raises(ValueError, match="give entity labels.*knowledge base"):
+        build_listener_pipeline(str(checkpoints(FAMILY)))
+    assert main(["to-listener", str(checkpoints(FAMILY)), str(tmp_path / "out")]) == 2
+
+
+# -- bad input: the same errors as a listening gliner_ner ----------------------------------------------
+def listening_linker(nlp, checkpoint, kb, pooling="spacy_gliner.first_subword.v1"):
+    return nlp.add_pipe("gliner_linker", config={"model": str(checkpoint), "kb": str(kb), "text_encoder": {
+        **LISTENER, "pooling": {"@layers": pooling}}})
+
+
+def test_listening_linker_without_upstream_transformer_fails_at_initialize(checkpoints, aida):
+    nlp = spacy.blank("en")
+    listening_linker(nlp, checkpoints(FAMILY), aida[0])
+    with pytest.raises(ValueError, match=r"gliner_linker: .*no transformer component in the pipeline \(gliner_linker\) feeds it"):
+        nlp.initialize()
+
+
+def test_listening_linker_on_docs_without_transformer_output_fails_at_call(converted, aida):
+    shared, _ = converted
+    doc = mentions(shared, aida[1][:1])[0]
+    with pytest.raises(ValueError, match=r"gliner_linker: 1 of 1 docs have no transformer output \(doc._.trf_data\)"):
+        shared.get_pipe("gliner_linker")(doc)
+
+
+def test_transformer_of_another_width_fails_naming_both_sizes(checkpoints, aida, tmp_path):
+    from transformers import AutoTokenizer, BertConfig, BertModel
+    from support import minilm_dir
+
+    narrow = tmp_path / "narrow"
+    BertModel(BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=128)).save_pretrained(narrow)
+    AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(narrow)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("transformer", config={"model": {"name": str(narrow)}})
+    listening_linker(nlp, checkpoints(FAMILY), aida[0])
+    with pytest.raises(ValueError, match="gliner_linker: transformer 'transformer' gives 64-wide vectors, but the checkpoint's text tower is 384 wide"):
+        nlp.initialize()
+
+
+def test_listening_linker_refuses_what_cannot_listen(checkpoints, aida):
+    """A text_encoder that is no listener, a pooling other than the checkpoint's, a checkpoint
+    without two towers: refused at add_pipe, nothing added."""
+    from thinc.api import Linear
+
+    from spacy_gliner.components.linker import GlinerLinker
+
+    kb = aida[0]
+    with pytest.raises(ValueError, match="gliner_linker: 'text_encoder' must listen to an upstream transformer"):
+        GlinerLinker(spacy.blank("en").vocab, model=str(checkpoints(FAMILY)), kb=str(kb), text_encoder=Linear(2, 2))
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match=r"gliner_linker: the checkpoint pools subwords into words by 'first'.*reduce_mean"):
+        listening_linker(nlp, checkpoints(FAMILY), kb, pooling="reduce_mean.v1")
+    with pytest.raises(ValueError, match="uni-encoder GLiNER; entity linking needs a bi-encoder"):
+        listening_linker(nlp, checkpoints("uni_marker"), kb)
+    assert nlp.pipe_names == []
