@@ -182,3 +182,68 @@ def test_listening_linker_refuses_what_cannot_listen(checkpoints, aida):
     with pytest.raises(ValueError, match="uni-encoder GLiNER; entity linking needs a bi-encoder"):
         listening_linker(nlp, checkpoints("uni_marker"), kb)
     assert nlp.pipe_names == []
+
+
+# -- training through the listener ----------------------------------------------------------------
+def gold_examples(nlp, gold):
+    return [Example(mention, spaced(nlp, g, keep_links=True)) for mention, g in zip(mentions(nlp, gold), gold)]
+
+
+def test_gradient_through_the_listener_is_the_mention_towers_own(checkpoints, aida):
+    """The gradient gliner_linker sends back into the shared transformer equals the gradient of the
+    same linking loss with respect to the stand-alone linker's own text tower (same batch, dropout off)."""
+    from components.test_listener import without_dropout
+    from spacy_gliner.components.listener import build_listener_pipeline
+
+    kb, gold = aida
+    settings = {"training": {"max_mentions": 64}}  # every mention: both sides build the same batch
+    alone = spacy.blank("en")
+    own = alone.add_pipe("gliner_linker", config={"model": str(checkpoints(FAMILY)), "kb": str(kb), **settings})
+    without_dropout(own.encoder.model)
+    batch = own._training_batch(gold_examples(alone, gold[:4]))
+    own._batch_loss(batch).backward()
+    expected = {name: p.grad for name, p in own.encoder.model.text_encoder.transformer.named_parameters()}
+
+    shared = build_listener_pipeline(str(checkpoints(FAMILY)), kb=str(kb), linker_settings=settings)
+    tower = shared.get_pipe("transformer").model.transformer
+    without_dropout(tower)
+    without_dropout(shared.get_pipe("gliner_linker").encoder.model)
+    losses = shared.update(gold_examples(shared, gold[:4]), sgd=None)  # the transformer is not stepped: its gradient stays
+    assert losses["gliner_linker"] > 0
+    got = dict(tower.named_parameters())
+    # Attention key biases get float noise only (softmax ignores a shift shared by all keys): the
+    # tolerance is relative to each parameter's gradient and, for such noise, to the largest one.
+    largest = max(float(g.abs().max()) for g in expected.values() if g is not None)
+    compared = 0
+    for name, grad in expected.items():
+        if grad is None or float(grad.abs().max()) == 0:
+            continue
+        assert got[name].grad is not None, name
+        scale = float(grad.abs().max())
+        assert float((got[name].grad - grad).abs().max()) <= 1e-3 * scale + 1e-6 * largest, name
+        compared += 1
+    assert compared > 50  # every layer of the tower
+
+
+def test_spacy_train_runs_the_linker_listener_config(checkpoints, aida, tmp_path):
+    """``spacy train`` on the ready config: [transformer, gliner_linker] trains, saves and loads back."""
+    from spacy.cli.train import train
+    from spacy.tokens import DocBin
+    from spacy.util import load_config
+    from support import minilm_dir
+    from test_component_configs import CONFIGS
+
+    kb, gold = aida
+    DocBin(docs=gold, store_user_data=True).to_disk(tmp_path / "train.spacy")
+    config = load_config(CONFIGS / "gliner_linker_listener_train.cfg", overrides={
+        "paths.train": str(tmp_path / "train.spacy"), "paths.dev": str(tmp_path / "train.spacy"),
+        "paths.model": str(checkpoints(FAMILY)), "paths.encoder": minilm_dir(), "paths.kb": str(kb)})
+    config.to_disk(tmp_path / "config.cfg")
+    train(tmp_path / "config.cfg", tmp_path / "out", overrides={"training.max_steps": 2, "training.eval_frequency": 1000})
+    nlp = spacy.load(tmp_path / "out" / "model-last")
+    assert nlp.pipe_names == ["transformer", "gliner_linker"]
+    assert nlp.get_pipe("transformer").listening_components == ["gliner_linker"]
+    linker = nlp.get_pipe("gliner_linker")
+    assert linker.cfg["feature_weights"] and linker.encoder.model.text_encoder.transformer is None
+    doc = nlp(mentions(nlp, gold[:1])[0])
+    assert doc.ents and all(e.kb_id_ and e._.gliner_candidates for e in doc.ents)
