@@ -5,8 +5,6 @@ and training through the listener (gradient, ``spacy train`` with the ready conf
 The checkpoint is the zoo's bi-encoder span replica ``bi_sharp`` (MiniLM towers, random heads
 with a sharpened label projection, shared with test_listener through the session fixture).
 """
-import random
-
 import numpy as np
 import pytest
 import spacy
@@ -14,7 +12,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 
 from spacy_gliner.components.linker import NIL
-from support import DATA, crossner_labels
+from support import crossner_labels
 
 pytest.importorskip("spacy_transformers")
 
@@ -28,20 +26,12 @@ LISTENER = {"@architectures": "spacy-transformers.TransformerListener.v1", "upst
 @pytest.fixture(scope="module")
 def aida(tmp_path_factory):
     """(KB of every entity linked in the first 8 AIDA CoNLL-YAGO training documents, 12 of their
-    sentences with gold links, as docs of space-separated words: the transformer then reads the
-    subwords the stand-alone text tower reads)."""
-    from spacy_gliner.kb.entities import write_entities_jsonl
-    from spacy_gliner.kb.linking_benchmarks import entities_from_documents, load_benchmark
-    from spacy_gliner.training.convert_linking import linked_docs
+    sentences with at least two gold links, as docs of space-separated words: the transformer then
+    reads the subwords the stand-alone text tower reads)."""
+    from components.test_linker_training import aida_linking_sample
 
-    if not (DATA / "aida_yago2_annotations").is_dir():
-        pytest.skip("shared/data linking corpora not available")
-    documents = load_benchmark("aida-yago2-train", DATA)[:8]
-    kb = tmp_path_factory.mktemp("aida_listener_kb") / "kb.jsonl"
-    write_entities_jsonl(entities_from_documents(documents, documents), kb)
+    kb, gold = aida_linking_sample(tmp_path_factory.mktemp("aida_listener_kb"), documents=8, min_links=2)
     nlp = spacy.blank("en")
-    gold = [d for d in linked_docs(documents, nlp, by="line") if sum(e.kb_id_ != NIL for e in d.ents) >= 2]
-    random.Random(0).shuffle(gold)
     return kb, [spaced(nlp, g, keep_links=True) for g in gold[:12]]
 
 
@@ -152,15 +142,9 @@ def test_listening_linker_on_docs_without_transformer_output_fails_at_call(conve
 
 
 def test_transformer_of_another_width_fails_naming_both_sizes(checkpoints, aida, tmp_path):
-    from transformers import AutoTokenizer, BertConfig, BertModel
-    from support import minilm_dir
+    from components.test_listener import with_narrow_transformer
 
-    narrow = tmp_path / "narrow"
-    BertModel(BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=128)).save_pretrained(narrow)
-    AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(narrow)
-    nlp = spacy.blank("en")
-    nlp.add_pipe("transformer", config={"model": {"name": str(narrow)}})
+    nlp = with_narrow_transformer(tmp_path)
     listening_linker(nlp, checkpoints(FAMILY), aida[0])
     with pytest.raises(ValueError, match="gliner_linker: transformer 'transformer' gives 64-wide vectors, but the checkpoint's text tower is 384 wide"):
         nlp.initialize()
@@ -192,7 +176,7 @@ def gold_examples(nlp, gold):
 def test_gradient_through_the_listener_is_the_mention_towers_own(checkpoints, aida):
     """The gradient gliner_linker sends back into the shared transformer equals the gradient of the
     same linking loss with respect to the stand-alone linker's own text tower (same batch, dropout off)."""
-    from components.test_listener import without_dropout
+    from components.test_listener import assert_same_gradients, without_dropout
     from spacy_gliner.components.listener import build_listener_pipeline
 
     kb, gold = aida
@@ -210,19 +194,7 @@ def test_gradient_through_the_listener_is_the_mention_towers_own(checkpoints, ai
     without_dropout(shared.get_pipe("gliner_linker").encoder.model)
     losses = shared.update(gold_examples(shared, gold[:4]), sgd=None)  # the transformer is not stepped: its gradient stays
     assert losses["gliner_linker"] > 0
-    got = dict(tower.named_parameters())
-    # Attention key biases get float noise only (softmax ignores a shift shared by all keys): the
-    # tolerance is relative to each parameter's gradient and, for such noise, to the largest one.
-    largest = max(float(g.abs().max()) for g in expected.values() if g is not None)
-    compared = 0
-    for name, grad in expected.items():
-        if grad is None or float(grad.abs().max()) == 0:
-            continue
-        assert got[name].grad is not None, name
-        scale = float(grad.abs().max())
-        assert float((got[name].grad - grad).abs().max()) <= 1e-3 * scale + 1e-6 * largest, name
-        compared += 1
-    assert compared > 50  # every layer of the tower
+    assert_same_gradients(expected, tower)
 
 
 def test_spacy_train_runs_the_linker_listener_config(checkpoints, aida, tmp_path):
