@@ -152,8 +152,8 @@ def make_gliner_linker(
     training: Dict[str, Any],
 ) -> "GlinerLinker":
     return GlinerLinker(
-        nlp.vocab, name=name, model=model, kb=kb, text_encoder=text_encoder, candidates=candidates, threshold=threshold, top_k=top_k,
-        spans_key=spans_key, batch_size=batch_size, copy_kb=copy_kb, scorer=scorer, features=features,
+        nlp.vocab, name=name, model=model, kb=kb, text_encoder=text_encoder, candidates=candidates, threshold=threshold,
+        top_k=top_k, spans_key=spans_key, batch_size=batch_size, copy_kb=copy_kb, scorer=scorer, features=features,
         training=training,
     )
 
@@ -315,7 +315,8 @@ class GlinerLinker(TrainingSteps, GlinerPipe):
         from ..inference.linking import MentionEncoder
         from .device import load_on_model_device
 
-        encoder = MentionEncoder(load_on_model_device(source, text_tower=not self.listens), batch_size=self.cfg["batch_size"])
+        checkpoint = load_on_model_device(source, text_tower=not self.listens)
+        encoder = MentionEncoder(checkpoint, batch_size=self.cfg["batch_size"])
         if self.listens:  # a hub id was not checked at add_pipe
             check_listening_checkpoint(self.model, encoder.config, self.name, self.source)
         self._encoder = encoder

@@ -219,3 +219,22 @@ def test_spacy_train_runs_the_linker_listener_config(checkpoints, aida, tmp_path
     assert linker.cfg["feature_weights"] and linker.encoder.model.text_encoder.transformer is None
     doc = nlp(mentions(nlp, gold[:1])[0])
     assert doc.ents and all(e.kb_id_ and e._.gliner_candidates for e in doc.ents)
+
+
+def test_a_checkpoint_max_pooling_after_its_projection_cannot_listen(checkpoints, aida, tmp_path):
+    """Max pooling does not commute with the projection from the tower's 384 to the checkpoint's
+    256 dimensions: a listener pooling the transformer's output cannot give those word vectors."""
+    import json
+
+    source = checkpoints(FAMILY)
+    pooled_by_max = tmp_path / "max_pooling"
+    pooled_by_max.mkdir()
+    for path in source.iterdir():  # the same files, but the config
+        if path.name != "gliner_config.json":
+            (pooled_by_max / path.name).symlink_to(path)
+    config = json.loads((source / "gliner_config.json").read_text())
+    (pooled_by_max / "gliner_config.json").write_text(json.dumps({**config, "subtoken_pooling": "max"}))
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match=r"gliner_linker: .* max-pools subwords after projecting them from 384 to 256"):
+        listening_linker(nlp, pooled_by_max, aida[0], pooling="reduce_max.v1")
+    assert nlp.pipe_names == []
