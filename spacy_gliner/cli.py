@@ -1,8 +1,8 @@
 """The command line: ``python -m spacy_gliner annotate PIPELINE INPUT OUTPUT [options]``,
 ``python -m spacy_gliner visualize PIPELINE TEXT_OR_FILE [--output page.html] [--serve]``,
 ``python -m spacy_gliner export-onnx PIPELINE [--int8]`` and
-``python -m spacy_gliner to-listener CHECKPOINT OUTPUT --labels a,b`` (a bi-encoder's text tower as
-a shared spaCy ``transformer``)."""
+``python -m spacy_gliner to-listener CHECKPOINT OUTPUT [--labels a,b] [--kb KB]`` (a bi-encoder's text
+tower as a shared spaCy ``transformer``, listened to by gliner_ner and/or gliner_linker)."""
 from __future__ import annotations
 
 import argparse
@@ -64,13 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("pipeline", help="saved pipeline directory")
     export.add_argument("--int8", action="store_true", help="also write int8 (dynamically quantized) files and use them")
     to_listener = commands.add_parser(
-        "to-listener", help="a bi-encoder checkpoint as a pipeline [transformer, gliner_ner] sharing its text tower",
+        "to-listener", help="a bi-encoder checkpoint as a pipeline [transformer, gliner_ner and/or gliner_linker] "
+                            "sharing its text tower",
         description="Write a pipeline whose 'transformer' component (spacy-transformers) holds the text tower of the "
-                    "bi-encoder CHECKPOINT and whose gliner_ner (label tower and heads) listens to it, so other "
-                    "components can share the same encoder pass.")
+                    "bi-encoder CHECKPOINT and whose gliner_ner (with --labels) and gliner_linker (with --kb; the KB "
+                    "is copied into the pipeline) listen to it, so other components can share the same encoder pass.")
     to_listener.add_argument("checkpoint", help="bi-encoder GLiNER checkpoint directory or cached hub id")
     to_listener.add_argument("output", help="pipeline directory to write")
-    to_listener.add_argument("--labels", required=True, help="entity labels, comma-separated")
+    to_listener.add_argument("--labels", help="entity labels, comma-separated: adds a listening gliner_ner")
+    to_listener.add_argument("--kb", help="knowledge base (JSONL, SQLite or KB directory): adds a listening gliner_linker")
     to_listener.add_argument("--lang", default="en", help="language of the blank pipeline")
     to_listener.add_argument("--window", type=int, default=128, help="tokens per transformer span")
     to_listener.add_argument("--stride", type=int, default=96, help="tokens between transformer span starts")
@@ -103,8 +105,13 @@ def run_export_onnx(args) -> int:
 def run_to_listener(args) -> int:
     from .components.listener import build_listener_pipeline
 
-    labels = [label.strip() for label in args.labels.split(",") if label.strip()]
-    nlp = build_listener_pipeline(args.checkpoint, labels, lang=args.lang, window=args.window, stride=args.stride)
+    labels = [label.strip() for label in (args.labels or "").split(",") if label.strip()]
+    if not labels and not args.kb:
+        print("to-listener: give --labels (a listening gliner_ner), --kb (a listening gliner_linker), or both",
+              file=sys.stderr)
+        return 2
+    nlp = build_listener_pipeline(args.checkpoint, labels, lang=args.lang, window=args.window, stride=args.stride,
+                                  kb=args.kb)
     nlp.to_disk(args.output)
     print(f"wrote {args.output}: {', '.join(nlp.pipe_names)}", file=sys.stderr)
     return 0

@@ -28,6 +28,11 @@ update changes the entity encoder, so the entity embedding store is dropped and 
 next use (its encoder id, a digest of the label tower's weights, no longer matches: a stale
 store is never used); ``to_disk`` after training therefore re-embeds the KB.
 
+A shared text tower (``text_encoder``: a ``spacy-transformers.TransformerListener.v1`` block,
+as ``gliner_ner`` takes it; ``spacy_gliner.components.listener``): the mention words come from an
+upstream ``transformer`` component through its alignment instead of the checkpoint's own text
+tower, and training sends the mention loss's gradient back into that transformer.
+
 Torch, transformers and the KB are loaded lazily or at ``add_pipe`` as noted in the code.
 """
 from __future__ import annotations
@@ -45,15 +50,17 @@ from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example
 from spacy import util
 from spacy.util import registry
+from thinc.api import Model
 
 from ..kb import candidates as _candidates  # noqa: F401  (registers the @misc generator builders)
 from ..kb.base import NIL
 from ..kb.features import FEATURES, check_features
 from ..training.settings import check_training_settings
-from .annotations import optional_int, warn_counts, word_index, word_span
+from .annotations import doc_words, optional_int, warn_counts, word_index, word_span
 from .base import CHECKPOINT_DIR, SETTINGS_FILE, GlinerPipe
 from .linker_kb import KB_SETTING, building_from_config, default_store_dir, missing_kb_error, open_linker_kb
 from .linker_training import GoldMention, LinkerLearner
+from .listener import ListenedDocs, check_listening_checkpoint, check_text_encoder, check_upstream, listened_vectors
 from .trainable import TrainingSteps
 
 NEGATIVE_LABELS = (NIL, "")
@@ -97,6 +104,9 @@ DEFAULT_LINKER_TRAINING: Dict[str, Any] = {
 
 DEFAULT_LINKER_CONFIG: Dict[str, Any] = {
     "kb": None,
+    # a spacy-transformers.TransformerListener.v1 block: the shared `transformer` component then
+    # runs the text tower (components/listener.py); None runs the checkpoint's own
+    "text_encoder": None,
     "candidates": DEFAULT_CANDIDATES,
     "features": list(FEATURES),
     "training": {},
@@ -130,6 +140,7 @@ def make_gliner_linker(
     name: str,
     model: str,
     kb: Optional[str],
+    text_encoder: Optional[Model],
     candidates: Callable,
     threshold: float,
     top_k: int,
@@ -141,8 +152,8 @@ def make_gliner_linker(
     training: Dict[str, Any],
 ) -> "GlinerLinker":
     return GlinerLinker(
-        nlp.vocab, name=name, model=model, kb=kb, candidates=candidates, threshold=threshold, top_k=top_k,
-        spans_key=spans_key, batch_size=batch_size, copy_kb=copy_kb, scorer=scorer, features=features,
+        nlp.vocab, name=name, model=model, kb=kb, text_encoder=text_encoder, candidates=candidates, threshold=threshold,
+        top_k=top_k, spans_key=spans_key, batch_size=batch_size, copy_kb=copy_kb, scorer=scorer, features=features,
         training=training,
     )
 
@@ -185,6 +196,7 @@ class GlinerLinker(TrainingSteps, GlinerPipe):
         *,
         model: str,
         kb: Optional[str] = None,
+        text_encoder: Optional[Model] = None,
         candidates: Optional[Callable] = None,
         threshold: float = 0.5,
         top_k: int = 5,
@@ -233,7 +245,9 @@ class GlinerLinker(TrainingSteps, GlinerPipe):
             raise ValueError(f"{name}: 'top_k' and 'batch_size' must be integers >= 1.")
         self.candidates_builder = candidates
         self.scorer = scorer
-        self.model = None  # the torch network lives in the encoder; nothing for thinc to train here
+        # The torch network lives in the encoder and trains with its own optimizer. thinc's slot
+        # holds only a text_encoder listener, where spaCy's transformer component finds it.
+        self.model = check_text_encoder(text_encoder, name) if text_encoder is not None else None
         self._encoder = None
         self._kb = None
         self._store = None
@@ -266,9 +280,17 @@ class GlinerLinker(TrainingSteps, GlinerPipe):
         from ..modeling.checkpoint import check_checkpoint_files
 
         try:
-            check_linker_checkpoint(check_checkpoint_files(directory), f"{self.name}: model {self.source!r}")
+            config = check_checkpoint_files(directory)
+            check_linker_checkpoint(config, f"{self.name}: model {self.source!r}")
         except ValueError as err:
             raise ValueError(f"{self.name}: {err}" if not str(err).startswith(self.name) else str(err)) from None
+        if self.listens:
+            check_listening_checkpoint(self.model, config, self.name, self.source)
+
+    @property
+    def listens(self) -> bool:
+        """The text tower is a shared spaCy ``transformer`` (the ``text_encoder`` setting)."""
+        return self.model is not None
 
     # -- lazily loaded parts -------------------------------------------------------------------
     @property
@@ -293,7 +315,11 @@ class GlinerLinker(TrainingSteps, GlinerPipe):
         from ..inference.linking import MentionEncoder
         from .device import load_on_model_device
 
-        self._encoder = MentionEncoder(load_on_model_device(source), batch_size=self.cfg["batch_size"])
+        checkpoint = load_on_model_device(source, text_tower=not self.listens)
+        encoder = MentionEncoder(checkpoint, batch_size=self.cfg["batch_size"])
+        if self.listens:  # a hub id was not checked at add_pipe
+            check_listening_checkpoint(self.model, encoder.config, self.name, self.source)
+        self._encoder = encoder
 
     @property
     def store(self):
@@ -394,15 +420,20 @@ class GlinerLinker(TrainingSteps, GlinerPipe):
     def initialize(self, get_examples: Optional[Callable] = None, *, nlp: Optional[Language] = None,
                    kb_loader: Optional[Callable] = None) -> None:
         """Load the model and check the gold data: every gold id must be in the KB (error naming
-        them). Without gold data the KB is embedded now (progress bar); with it (training) the
+        them). Without gold data (no examples, or none with an entity: ``nlp.initialize()``) the
+        KB is embedded now (progress bar); with it (training) the
         embeddings wait for the first prediction, since every update changes the entity encoder.
         ``kb_loader`` (``[initialize.components.<name>.kb_loader]``) replaces the KB first, as
         :meth:`set_kb` does."""
         if kb_loader is not None:
             self.set_kb(kb_loader)
         _ = self.kb  # a KB path missing since the config was read fails here, before any data is read
-        if get_examples is not None:
-            examples = list(get_examples())
+        if self.listens and nlp is not None:
+            check_upstream(nlp, self.name, self.model, self.encoder.model.text_width)
+        examples = list(get_examples()) if get_examples is not None else []
+        # nlp.initialize() without data hands every pipe spaCy's placeholder (a doc without
+        # entities): examples with no mention at all are no training data, as no examples are.
+        if any(self._mentions(eg.reference) for eg in examples):
             unknown = self._unknown_gold_ids(examples)
             if unknown:
                 shown = ", ".join(repr(i) for i in unknown[:5])
@@ -458,14 +489,32 @@ class GlinerLinker(TrainingSteps, GlinerPipe):
 
     def _training_batch(self, examples: Iterable[Example], for_update: bool = True):
         """A batch of the examples' gold mentions; an update samples down to ``max_mentions``,
-        a loss (e.g. on a dev set) keeps every mention."""
+        a loss (e.g. on a dev set) keeps every mention. Listening, the batch carries each doc's
+        word vectors from the shared transformer (``word_vectors``, by the batch's doc key) and,
+        for an update, the listener's way back (``listened``)."""
         learner = self._get_learner()
         problems: Counter = Counter()
-        items = [item for eg in examples for item in self._gold_mentions(eg, problems)]
-        return learner.batch(items, self.kb, self.features, sample=for_update)
+        examples = list(examples)
+        found = [self._gold_mentions(eg, problems) for eg in examples]
+        batch = learner.batch([item for items in found for item in items], self.kb, self.features, sample=for_update)
+        if not self.listens:
+            return batch
+        docs = [eg.predicted for eg in examples]
+        listened = ListenedDocs.of(self.model, docs, [doc_words(doc)[1] for doc in docs], self.name,
+                                   self.encoder.model.device, for_update)
+        if batch is None:
+            listened.send_gradient()  # nothing to learn, but the transformer waits for its listeners
+            return None
+        doc_of_key = {id(items[0][0]): index for index, items in enumerate(found) if items}  # items share their doc's words
+        batch["word_vectors"] = {key: listened.vectors[doc_of_key[key]] for key in batch["docs"]}
+        batch["listened"] = listened
+        return batch
 
     def _train_step(self, batch) -> float:
-        return self._learner.step(batch, self.cfg["temperature"])
+        loss = self._learner.step(batch, self.cfg["temperature"])
+        if batch.get("listened") is not None:
+            batch["listened"].send_gradient()
+        return loss
 
     def _batch_loss(self, batch):
         return self._get_learner().loss(batch, self.cfg["temperature"])
@@ -527,7 +576,13 @@ class GlinerLinker(TrainingSteps, GlinerPipe):
             words, word_of = word_index(doc)
             words_per_doc.append(words)
             word_spans.append([word_span(word_of, range(span.start, span.end)) for span in spans])
-        vectors = self.encoder.mention_vectors(words_per_doc, [[s for s in found if s is not None] for found in word_spans])
+        listened = None
+        if self.listens:
+            encoder = self.encoder
+            listened = listened_vectors(self.model, docs, [doc_words(doc)[1] for doc in docs], self.name,
+                                        encoder.model.text_width, encoder.model.device)
+        vectors = self.encoder.mention_vectors(words_per_doc, [[s for s in found if s is not None] for found in word_spans],
+                                               listened)
         generator, kb, store = self.generator, self.kb, self.store
         matrix = store.vectors
         features = self.features

@@ -102,7 +102,9 @@ class LinkerLearner:
 
         encoder, device = self.encoder, self.encoder.model.device
         keys = list(batch["docs"])
-        per_doc = encoder.mention_tensors([batch["docs"][k][0] for k in keys], [batch["docs"][k][1] for k in keys])
+        listened = batch.get("word_vectors")  # a shared transformer's, per doc key (components/listener.py)
+        per_doc = encoder.mention_tensors([batch["docs"][k][0] for k in keys], [batch["docs"][k][1] for k in keys],
+                                          [listened[k] for k in keys] if listened is not None else None)
         by_key = dict(zip(keys, per_doc))
         mentions = torch.stack([by_key[key][i] for key, i in batch["where"]])
         entities = encoder.entity_tensors(batch["texts"])

@@ -1,11 +1,13 @@
-"""A bi-encoder's text tower shared with the pipeline: ``gliner_ner`` listening to a spaCy ``transformer``.
+"""A bi-encoder's text tower shared with the pipeline: ``gliner_ner`` and ``gliner_linker``
+listening to a spaCy ``transformer``.
 
 spaCy's own components share a transformer through ``spacy-transformers.TransformerListener.v1``
-in their config (the ``tok2vec`` block of ``ner`` or ``tagger``). ``gliner_ner`` takes the same
-block as its ``text_encoder`` setting; the ``transformer`` component finds the listener in
-``gliner_ner.model`` (spaCy links listeners by walking each component's thinc model), hands it
-each batch's wordpiece outputs, and the listener's pooling turns them into one vector per token
-through the transformer's alignment. Those word vectors replace the checkpoint's own text tower;
+in their config (the ``tok2vec`` block of ``ner`` or ``tagger``). ``gliner_ner`` and
+``gliner_linker`` take the same block as their ``text_encoder`` setting; the ``transformer``
+component finds the listener in the component's ``model`` (spaCy links listeners by walking each
+component's thinc model), hands it each batch's wordpiece outputs, and the listener's pooling
+turns them into one vector per token through the transformer's alignment. Those word vectors
+replace the checkpoint's own text tower (the NER head's words, the linker's mention words);
 gradients go back through the listener into the shared transformer.
 
 Nothing here imports spacy-transformers: the listener node is recognised by what it has
@@ -95,6 +97,27 @@ def check_pooling(text_encoder, subtoken_pooling: str, owner: str) -> None:
         )
 
 
+def check_listening_checkpoint(text_encoder, config, owner: str, source: Optional[str]) -> None:
+    """A checkpoint whose text tower a listener can replace: a bi-encoder, pooling subwords as the
+    listener does, and (max pooling) without a projection between the tower and the pooling."""
+    where = source or "this model"
+    if not config.bi_encoder:
+        raise ValueError(
+            f"{owner}: 'text_encoder' (a shared transformer) replaces the text tower of bi-encoder "
+            f"checkpoints only; {where} reads labels and text in one encoder pass. "
+            "Remove 'text_encoder', or use a bi-encoder checkpoint."
+        )
+    check_pooling(text_encoder, config.subtoken_pooling, owner)
+    tower_width = (config.encoder_config or {}).get("hidden_size", config.hidden_size)
+    if config.subtoken_pooling == "max" and tower_width != config.hidden_size:
+        # pooled outside, projected here: max pooling does not commute with the projection
+        raise ValueError(
+            f"{owner}: {where} max-pools subwords after projecting them from {tower_width} to "
+            f"{config.hidden_size} dimensions, which a listener pooling the transformer's output cannot "
+            "reproduce. Remove 'text_encoder' to run the checkpoint's own text tower."
+        )
+
+
 def check_upstream(nlp, owner: str, text_encoder, width: int) -> None:
     """At ``initialize``: a transformer component earlier in ``nlp`` feeds this listener, as wide
     as the checkpoint's text tower."""
@@ -146,6 +169,38 @@ def word_vectors(arrays, token_ids: Sequence[Sequence[int]], device, requires_gr
     return out
 
 
+def listened_vectors(text_encoder, docs: Sequence[Doc], token_ids, owner: str, width: int, device):
+    """Inference: the word vectors of ``docs`` from the shared transformer's output on them
+    (no gradient), after checking that output is there and as wide as the text tower."""
+    check_docs_listened(docs, owner)
+    check_width(listener_node(text_encoder), owner, width)
+    return word_vectors(text_encoder.predict(docs), token_ids, device)
+
+
+def listen(text_encoder, docs: Sequence[Doc], owner: str, for_update: bool):
+    """(per-token arrays, backprop or None) of the listener on a training batch: an update takes the
+    outputs the transformer sent this batch (and owes it a gradient), a loss reads ``doc._.trf_data``."""
+    if for_update:
+        return text_encoder.begin_update(list(docs))
+    check_docs_listened(docs, owner)
+    return text_encoder.predict(list(docs)), None
+
+
+def send_word_gradients(arrays, token_ids: Sequence[Sequence[int]], word_gradients, backprop) -> None:
+    """Hand the transformer its gradient per token: ``word_gradients`` yields (doc index, first
+    word, (n, width) torch gradient of words first..first+n); tokens without one get zeros.
+
+    Called exactly once per update, even with nothing to send: as the last listener, this call is
+    what applies the other listeners' gradients."""
+    from thinc.api import get_array_module, torch2xp
+
+    gradients = [get_array_module(a).zeros(a.shape, dtype=a.dtype) for a in arrays]
+    for doc_index, first, grad in word_gradients:
+        rows = token_ids[doc_index][first : first + grad.size(0)]
+        gradients[doc_index][rows] += torch2xp(grad.detach().float())
+    backprop(gradients)
+
+
 @dataclass
 class ListenedBatch:
     """A training batch whose word vectors came from the shared transformer.
@@ -164,25 +219,39 @@ class ListenedBatch:
     def send_gradient(self) -> None:
         if self.backprop is None:
             return
-        from thinc.api import get_array_module, torch2xp
-
-        gradients = [get_array_module(a).zeros(a.shape, dtype=a.dtype) for a in self.arrays]
         grad = self.batch.word_vectors.grad
+        rows = []
         if grad is not None:
             lengths = self.batch.encoded.num_words.tolist()
-            for row, ((doc_index, first), length) in enumerate(zip(self.origins, lengths)):
-                rows = self.token_ids[doc_index][first : first + length]
-                gradients[doc_index][rows] += torch2xp(grad[row, :length].detach().to(dtype=self.batch.word_vectors.dtype))
+            rows = [(doc_index, first, grad[row, :length]) for row, ((doc_index, first), length)
+                    in enumerate(zip(self.origins, lengths))]
         self.backprop, backprop = None, self.backprop
-        backprop(gradients)
+        send_word_gradients(self.arrays, self.token_ids, rows, backprop)
 
 
-def send_zero_gradient(arrays, backprop) -> None:
-    """A batch with nothing to learn still answers the transformer: as the last listener, this
-    call is what applies the other listeners' gradients."""
-    from thinc.api import get_array_module
+@dataclass
+class ListenedDocs:
+    """A training batch's word vectors from the shared transformer, one leaf tensor per doc
+    (``gliner_linker`` reads whole docs; ``gliner_ner``'s rows are :class:`ListenedBatch`).
+    Once the loss has been backpropagated into ``vectors``, :meth:`send_gradient` hands their
+    gradients per token back to the transformer."""
 
-    backprop([get_array_module(a).zeros(a.shape, dtype=a.dtype) for a in arrays])
+    vectors: list  # per doc: (words, width) tensor, a leaf requiring grad for an update
+    token_ids: List[List[int]]  # per doc: token index of each word
+    arrays: list  # the listener's per-token outputs, per doc
+    backprop: Optional[Callable]
+
+    @classmethod
+    def of(cls, text_encoder, docs: Sequence[Doc], token_ids, owner: str, device, for_update: bool) -> "ListenedDocs":
+        arrays, backprop = listen(text_encoder, docs, owner, for_update)
+        return cls(word_vectors(arrays, token_ids, device, requires_grad=for_update), list(token_ids), arrays, backprop)
+
+    def send_gradient(self) -> None:
+        if self.backprop is None:
+            return
+        self.backprop, backprop = None, self.backprop
+        found = [(doc_index, 0, vectors.grad) for doc_index, vectors in enumerate(self.vectors) if vectors.grad is not None]
+        send_word_gradients(self.arrays, self.token_ids, found, backprop)
 
 
 def listener_config(upstream: str = "transformer", pooling: str = "first", grad_factor: float = 1.0) -> dict:
@@ -195,16 +264,21 @@ def listener_config(upstream: str = "transformer", pooling: str = "first", grad_
     }
 
 
-def build_listener_pipeline(checkpoint: str, labels, lang: str = "en", window: int = 128, stride: int = 96,
-                            ner_settings: Optional[dict] = None):
-    """A pipeline [transformer, gliner_ner] from a bi-encoder checkpoint: the ``transformer``
-    component holds the checkpoint's text tower (weights and tokenizer, through spacy-transformers'
-    Hugging Face shim), ``gliner_ner`` the label tower and heads, listening to it.
+def build_listener_pipeline(checkpoint: str, labels=None, lang: str = "en", window: int = 128, stride: int = 96,
+                            ner_settings: Optional[dict] = None, kb: Optional[str] = None,
+                            linker_settings: Optional[dict] = None):
+    """A pipeline [transformer, gliner_ner], [transformer, gliner_linker] or [transformer,
+    gliner_ner, gliner_linker] from a bi-encoder checkpoint: the ``transformer`` component holds
+    the checkpoint's text tower (weights and tokenizer, through spacy-transformers' Hugging Face
+    shim); ``gliner_ner`` (when ``labels`` are given) and ``gliner_linker`` (when a knowledge base
+    ``kb`` is given; it links the entities ``gliner_ner`` found, or those already on the doc) hold
+    the label tower and heads, both listening to it: one text-tower pass for the whole pipeline.
 
     The transformer reads documents in spans of ``window`` tokens, ``stride`` apart (spaCy's
-    strided spans): a document within one span gets the word vectors the stand-alone component
-    computes; longer ones are read in overlapping spans instead of GLiNER's word windows.
-    Returns the initialized ``Language``; save it with ``nlp.to_disk``.
+    strided spans): a document within one span gets the word vectors the stand-alone components
+    compute; longer ones are read in overlapping spans instead of GLiNER's word windows.
+    Returns the initialized ``Language`` (the linker's KB embedded); save it with ``nlp.to_disk``,
+    which copies the KB into the pipeline unless ``linker_settings`` say ``copy_kb: false``.
     """
     import tempfile
     from pathlib import Path
@@ -213,12 +287,18 @@ def build_listener_pipeline(checkpoint: str, labels, lang: str = "en", window: i
 
     from ..modeling.checkpoint import load_checkpoint
 
+    if not labels and kb is None:
+        raise ValueError(
+            "build_listener_pipeline: give entity labels (a listening gliner_ner), a knowledge base "
+            "(a listening gliner_linker), or both."
+        )
     loaded = load_checkpoint(checkpoint)
     if not loaded.config.bi_encoder:
         raise ValueError(
             f"{checkpoint}: not a bi-encoder checkpoint (its labels and text are read in one encoder pass), so "
             "its text tower cannot be shared with other components."
         )
+    text_encoder = listener_config(pooling=loaded.config.subtoken_pooling)
     nlp = spacy.blank(lang)
     with tempfile.TemporaryDirectory() as tmp:
         tower = Path(tmp) / "text_tower"
@@ -230,8 +310,13 @@ def build_listener_pipeline(checkpoint: str, labels, lang: str = "en", window: i
             "tokenizer_config": {"use_fast": True},
             "get_spans": {"@span_getters": "spacy-transformers.strided_spans.v1", "window": window, "stride": stride},
         }})
-        settings = dict(ner_settings or {})
-        settings.update(model=str(checkpoint), labels=labels, text_encoder=listener_config(pooling=loaded.config.subtoken_pooling))
-        nlp.add_pipe("gliner_ner", config=settings)
+        if labels:
+            settings = dict(ner_settings or {})
+            settings.update(model=str(checkpoint), labels=labels, text_encoder=text_encoder)
+            nlp.add_pipe("gliner_ner", config=settings)
+        if kb is not None:
+            settings = dict(linker_settings or {})
+            settings.update(model=str(checkpoint), kb=str(kb), text_encoder=text_encoder)
+            nlp.add_pipe("gliner_linker", config=settings)
         nlp.initialize()  # the transformer reads the tower while the directory still exists
     return nlp

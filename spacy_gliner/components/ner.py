@@ -19,8 +19,8 @@ from .base import CHECKPOINT_DIR, ONNX_DIR, GlinerPipe, check_backend_settings, 
 from ..training.settings import check_training_settings
 from .annotations import doc_words, normalize_labels, optional_int, warn_counts, write_entities
 from .listener import (
-    ListenedBatch, check_docs_listened, check_pooling, check_text_encoder, check_upstream, check_width, listener_node,
-    send_zero_gradient, word_vectors,
+    ListenedBatch, check_listening_checkpoint, check_text_encoder, check_upstream, listen, listened_vectors,
+    send_word_gradients, word_vectors,
 )
 from .trainable import (
     DEFAULT_TRAINING, TrainableGliner, check_model_source, check_new_model, label_data_of, labels_by_corpus, saved_field,
@@ -320,21 +320,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         return self.model is not None
 
     def _check_listening(self, config) -> None:
-        if not config.bi_encoder:
-            raise ValueError(
-                f"{self.name}: 'text_encoder' (a shared transformer) replaces the text tower of bi-encoder "
-                f"checkpoints only; {self.source or 'this model'} reads labels and text in one encoder pass. "
-                "Remove 'text_encoder', or use a bi-encoder checkpoint."
-            )
-        check_pooling(self.model, config.subtoken_pooling, self.name)
-        tower_width = (config.encoder_config or {}).get("hidden_size", config.hidden_size)
-        if config.subtoken_pooling == "max" and tower_width != config.hidden_size:
-            # pooled outside, projected here: max pooling does not commute with the projection
-            raise ValueError(
-                f"{self.name}: {self.source or 'this model'} max-pools subwords after projecting them from "
-                f"{tower_width} to {config.hidden_size} dimensions, which a listener pooling the transformer's "
-                "output cannot reproduce. Remove 'text_encoder' to run the checkpoint's own text tower."
-            )
+        check_listening_checkpoint(self.model, config, self.name, self.source)
 
     def _normalize_labels(self, labels, where: str):
         """Label names and the texts the model reads; lower-cased texts when ``lowercase_labels``
@@ -501,9 +487,8 @@ class GlinerNER(TrainableGliner, GlinerPipe):
 
     def _listened_vectors(self, docs: List[Doc], token_ids):
         """Word vectors of ``docs`` from the shared transformer's output on them (no gradient)."""
-        check_docs_listened(docs, self.name)
-        check_width(listener_node(self.model), self.name, self.extractor.model.text_width)
-        return word_vectors(self.model.predict(docs), token_ids, self.extractor.model.device)
+        return listened_vectors(self.model, docs, token_ids, self.name, self.extractor.model.text_width,
+                                self.extractor.model.device)
 
     # -- training with a shared transformer -----------------------------------------------------
     def _training_batch(self, examples: Iterable[Example], for_update: bool = True):
@@ -522,11 +507,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         docs = [eg.predicted for eg in examples]
         self._get_trainer()
         extractor = self.extractor
-        if for_update:
-            arrays, backprop = self.model.begin_update(docs)
-        else:
-            check_docs_listened(docs, self.name)
-            arrays, backprop = self.model.predict(docs), None
+        arrays, backprop = listen(self.model, docs, self.name, for_update)
         token_ids = [doc_words(doc)[1] for doc in docs]
         texts = []
         for index, example in enumerate(examples):
@@ -539,7 +520,7 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         batch = self._batches.build(texts) if texts else None
         if batch is None or not batch.sample.num_labels:
             if backprop is not None:
-                send_zero_gradient(arrays, backprop)
+                send_word_gradients(arrays, token_ids, [], backprop)
             return None
         vectors = word_vectors(arrays, token_ids, extractor.model.device)
         width = int(batch.encoded.num_words.max())

@@ -17,7 +17,7 @@ from ..modeling.inputs import InputBuilder
 from ..modeling.label_checks import check_label_lengths, prompt_budget
 from ..modeling.label_cache import LabelVectorCache
 from .span_grid import spans_inside
-from .window_batches import window_batches, word_vector_batches
+from .window_batches import check_word_vectors, window_batches, word_vector_batches
 from .windows import Window, plan_windows
 
 
@@ -299,17 +299,7 @@ class EntityExtractor:
     def _check_word_vectors(self, docs_words, word_vectors) -> None:
         if not self.config.bi_encoder:
             raise ValueError("word vectors from a shared transformer replace the text tower of bi-encoder checkpoints only")
-        if len(word_vectors) != len(docs_words):
-            raise ValueError(f"{len(word_vectors)} word vector arrays for {len(docs_words)} documents")
-        width = self.model.text_width
-        for index, (words, vectors) in enumerate(zip(docs_words, word_vectors)):
-            if not words and vectors.size(0) == 0:
-                continue  # an empty doc: the transformer gives it no columns either
-            if tuple(vectors.shape) != (len(words), width):
-                raise ValueError(
-                    f"document {index}: word vectors of shape {tuple(vectors.shape)}, expected ({len(words)}, {width}): "
-                    "one vector per word, as wide as the checkpoint's text tower"
-                )
+        check_word_vectors(docs_words, word_vectors, self.model.text_width)
 
     def _score_windows(self, batches, group, label_texts, settings, decoder_words=None) -> Dict[int, List[DecodedSpan]]:
         """Candidates per document, labels already mapped to positions in the full label list.

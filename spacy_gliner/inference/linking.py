@@ -14,6 +14,11 @@ The torch side of the ``gliner_linker`` component, on plain word lists (no spaCy
 
 Everything here also runs with gradients (``mention_tensors``, ``entity_tensors``) for training.
 
+Word vectors from a shared spaCy ``transformer`` (``gliner_linker`` with a ``text_encoder``
+listener) can replace the text tower: ``mention_vectors`` / ``mention_tensors`` then take one
+(words, text width) tensor per document, the windows count words only (the transformer read
+the subwords), and the span head reads the projected words as it reads its own tower's.
+
 Mentions longer than ``max_width`` words: the span marker head builds a span vector only from
 its two endpoint words (``out_project(relu([start(w_first); end(w_last)]))``, no width
 embedding), and ``SpanMarkerHead.forward`` merely enumerates widths up to ``max_width``. We
@@ -32,7 +37,7 @@ import torch
 
 from ..modeling.checkpoint import GlinerCheckpoint
 from ..modeling.inputs import InputBuilder
-from .window_batches import window_batches
+from .window_batches import check_word_vectors, window_batches, word_vector_batches
 from .windows import Window, plan_windows
 
 Mention = Tuple[int, int]  # word offsets [start, end) in the document
@@ -166,19 +171,25 @@ class MentionEncoder:
         return owner, windows[owner].end
 
     def mention_vectors(
-        self, docs_words: Sequence[Sequence[str]], docs_mentions: Sequence[Sequence[Mention]]
+        self, docs_words: Sequence[Sequence[str]], docs_mentions: Sequence[Sequence[Mention]],
+        word_vectors: Optional[Sequence[torch.Tensor]] = None,
     ) -> List[np.ndarray]:
         """(n_mentions, D) float32 mention vectors per document; each window is encoded once."""
         with torch.inference_mode():
-            return [t.float().cpu().numpy() for t in self.mention_tensors(docs_words, docs_mentions)]
+            return [t.float().cpu().numpy() for t in self.mention_tensors(docs_words, docs_mentions, word_vectors)]
 
     def mention_tensors(
-        self, docs_words: Sequence[Sequence[str]], docs_mentions: Sequence[Sequence[Mention]]
+        self, docs_words: Sequence[Sequence[str]], docs_mentions: Sequence[Sequence[Mention]],
+        word_vectors: Optional[Sequence[torch.Tensor]] = None,
     ) -> List[torch.Tensor]:
         """(n_mentions, D) mention vectors per document, in the current grad mode (training runs
-        this with gradients through the text tower and the span head)."""
+        this with gradients through the text tower and the span head). ``word_vectors``: per
+        document, (words, text width) vectors from a shared transformer on the model's device,
+        read instead of the text tower (their gradients reach whoever made them)."""
         dim = self.config.hidden_size
         device = self.model.device
+        if word_vectors is not None:
+            check_word_vectors(docs_words, word_vectors, self.model.text_width)
         rows: List[List[Optional[torch.Tensor]]] = [[None] * len(m) for m in docs_mentions]
         budget = self.inputs.max_tokens - self.inputs.special_count
         jobs: Dict[Tuple[int, int], List[Tuple[int, int, int]]] = {}  # (doc, window) -> [(mention, start, last)]
@@ -190,24 +201,34 @@ class MentionEncoder:
             for start, end in mentions:
                 if not 0 <= start < end <= len(words):
                     raise ValueError(f"mention word span ({start}, {end}) outside a document of {len(words)} words")
-            pieces[doc_index] = self.inputs.word_pieces(words)
-            windows = plan_windows(doc_index, [len(p) for p in pieces[doc_index]], self.max_window_words, budget, self.window_overlap)
+            if word_vectors is None:
+                pieces[doc_index] = self.inputs.word_pieces(words)
+                counts, limit = [len(p) for p in pieces[doc_index]], budget
+            else:  # the transformer read the subwords: only the model's word limit cuts windows
+                counts, limit = [1] * len(words), self.max_window_words
+            windows = plan_windows(doc_index, counts, self.max_window_words, limit, self.window_overlap)
             for mention_index, (start, end) in enumerate(mentions):
                 window_index, end = self._pick_window(windows, start, end)
                 window = windows[window_index]
                 all_windows[(doc_index, window_index)] = window
                 jobs.setdefault((doc_index, window_index), []).append((mention_index, start - window.start, end - 1 - window.start))
 
-        def encode(inputs):
-            return self.model.represent(inputs).words
-
-        for batch in window_batches(list(jobs), pieces, self.inputs, self.batch_size, device, encode,
-                                    window_of=all_windows.__getitem__, length="words"):
-            for row, key in enumerate(batch.jobs):
+        if word_vectors is None:
+            batches = window_batches(list(jobs), pieces, self.inputs, self.batch_size, device,
+                                     lambda inputs: self.model.represent(inputs).words,
+                                     window_of=all_windows.__getitem__, length="words")
+            keyed = ((batch.jobs, batch.encoded) for batch in batches)
+        else:
+            key_of = {window: key for key, window in all_windows.items()}
+            batches = word_vector_batches(list(all_windows.values()), word_vectors, self.batch_size,
+                                          lambda words, mask: self.model.represent_word_vectors(words, mask).words)
+            keyed = (([key_of[w] for w in batch.windows], batch.encoded) for batch in batches)
+        for keys, encoded in keyed:
+            for row, key in enumerate(keys):
                 items = jobs[key]
                 starts = torch.tensor([s for _, s, _ in items], device=device)
                 lasts = torch.tensor([e for _, _, e in items], device=device)
-                vectors = self.span_vectors(batch.encoded[row], starts, lasts)
+                vectors = self.span_vectors(encoded[row], starts, lasts)
                 for position, (mention_index, _, _) in enumerate(items):
                     rows[key[0]][mention_index] = vectors[position]
         return [torch.stack(r) if r else torch.zeros((0, dim), device=device) for r in rows]

@@ -94,3 +94,18 @@ def word_vector_batches(
             words[row, : window.length] = doc_vectors[window.doc_index][window.start : window.end]
         word_mask = (torch.arange(words.size(1)).unsqueeze(0) < lengths.unsqueeze(1)).to(words.device)
         yield WindowBatch(batch_windows, batch_windows, None, encode(words, word_mask))
+
+
+def check_word_vectors(docs_words: Sequence[Sequence[str]], doc_vectors: Sequence["torch.Tensor"], width: int) -> None:
+    """Word vectors given for documents (by a shared spaCy ``transformer``): one (words, ``width``)
+    tensor per document, ``width`` being the text tower's."""
+    if len(doc_vectors) != len(docs_words):
+        raise ValueError(f"{len(doc_vectors)} word vector arrays for {len(docs_words)} documents")
+    for index, (words, vectors) in enumerate(zip(docs_words, doc_vectors)):
+        if not words and vectors.size(0) == 0:
+            continue  # an empty doc: the transformer gives it no columns either
+        if tuple(vectors.shape) != (len(words), width):
+            raise ValueError(
+                f"document {index}: word vectors of shape {tuple(vectors.shape)}, expected ({len(words)}, {width}): "
+                "one vector per word, as wide as the checkpoint's text tower"
+            )

@@ -420,3 +420,12 @@ def test_candidates_and_features_are_switched_through_public_methods(model_dir, 
     assert {eid for eid, _ in exact["Apple"]} == {"Q312", "Q89"} and [eid for eid, _ in exact["France"]] == ["Q142"]
     with pytest.raises(ValueError, match="unknown or repeated feature"):
         linker.set_features(["no such feature"])
+
+
+def test_nlp_initialize_without_data_embeds_the_kb(model_dir, kb_path):
+    """``nlp.initialize()`` hands every pipe spaCy's placeholder example (a doc without entities):
+    no training data, so the KB is embedded, not refused for lacking gold links."""
+    nlp = make_nlp(model_dir, kb_path)
+    nlp.initialize()
+    linker = nlp.get_pipe("gliner_linker")
+    assert linker._store is not None and len(linker._store) == len(ENTITIES)

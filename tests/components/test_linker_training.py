@@ -166,19 +166,25 @@ def test_training_data_problems_are_clear_errors(model_dir, tmp_path):
 def aida_sample(tmp_path_factory):
     """32 AIDA CoNLL-YAGO *training* sentences with links, and a KB of every entity linked in the
     first 30 training documents (aliases and priors from them)."""
+    kb, gold = aida_linking_sample(tmp_path_factory.mktemp("aida_kb"), documents=30)
+    return kb, gold[:32]
+
+
+def aida_linking_sample(directory, documents: int, min_links: int = 1):
+    """(KB ``directory/kb.jsonl`` of every entity linked in the first ``documents`` AIDA CoNLL-YAGO
+    training documents, their sentences with at least ``min_links`` gold links, shuffled)."""
     from spacy_gliner.kb.linking_benchmarks import entities_from_documents, load_benchmark
     from spacy_gliner.kb.entities import write_entities_jsonl
     from spacy_gliner.training.convert_linking import linked_docs
 
     if not (DATA / "aida_yago2_annotations").is_dir():
         pytest.skip("shared/data linking corpora not available")
-    documents = load_benchmark("aida-yago2-train", DATA)[:30]
-    kb = tmp_path_factory.mktemp("aida_kb") / "kb.jsonl"
-    write_entities_jsonl(entities_from_documents(documents, documents), kb)
-    nlp = spacy.blank("en")
-    gold = [d for d in linked_docs(documents, nlp, by="line") if any(e.kb_id_ != NIL for e in d.ents)]
+    read = load_benchmark("aida-yago2-train", DATA)[:documents]
+    kb = directory / "kb.jsonl"
+    write_entities_jsonl(entities_from_documents(read, read), kb)
+    gold = [d for d in linked_docs(read, spacy.blank("en"), by="line") if sum(e.kb_id_ != NIL for e in d.ents) >= min_links]
     random.Random(0).shuffle(gold)
-    return kb, gold[:32]
+    return kb, gold
 
 
 def link_accuracy(nlp, gold_docs):
