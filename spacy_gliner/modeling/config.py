@@ -95,6 +95,7 @@ class GlinerConfig:
     decoder_loss_coef: float = 0.5
     span_loss_coef: float = 1.0
     token_loss_coef: float = 1.0  # token-level decoder models: the token loss beside the span loss
+    neg_spans_ratio: float = 1.0  # token-level decoder models: random spans per gold span in training
     blank_entity_prob: float = 0.1  # training batches prompted with the single type "entity"
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -200,6 +201,7 @@ class GlinerConfig:
             decoder_loss_coef=float(data.get("decoder_loss_coef", 0.5)),
             span_loss_coef=float(data.get("span_loss_coef", 1.0)),
             token_loss_coef=float(data.get("token_loss_coef", 1.0)),
+            neg_spans_ratio=float(data.get("neg_spans_ratio", 1.0)),
             blank_entity_prob=float(data.get("blank_entity_prob", 0.1)),
             raw=data,
         )
@@ -242,7 +244,7 @@ class GlinerConfig:
                 blank_entity_prob=self.blank_entity_prob,
             )
             if self.is_token_decoder:
-                data.update(token_loss_coef=self.token_loss_coef, represent_spans=True)
+                data.update(token_loss_coef=self.token_loss_coef, neg_spans_ratio=self.neg_spans_ratio, represent_spans=True)
         if self.post_fusion_schema:
             data.update(post_fusion_schema=self.post_fusion_schema, num_post_fusion_layers=self.num_post_fusion_layers)
         return data

@@ -270,11 +270,6 @@ def decoder_prompt_tokens(tokenizer, label_texts: Sequence[str], ent_token: str,
     return [token for ids in decoder_word_tokens(tokenizer, words) for token in ids]
 
 
-def decoder_prompt_token_count(tokenizer, label_texts: Sequence[str], ent_token: str, sep_token: str) -> int:
-    """How many decoder tokens the reference's label prompt has."""
-    return len(decoder_prompt_tokens(tokenizer, label_texts, ent_token, sep_token))
-
-
 def check_constraint_list(labels, owner: str) -> List[str]:
     """``labels`` as a list, when it is a non-empty list of non-blank strings; raises
     :class:`LabelConstraintError` naming ``owner`` (the setting) otherwise."""
