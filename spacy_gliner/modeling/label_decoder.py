@@ -310,8 +310,16 @@ def constraint_trie(tokenizer, labels: Sequence[str], vocab_size: int) -> LabelT
             ids = ids[1:]
         if not ids:
             raise LabelConstraintError(
-                f"gen_constraints entry {label!r} tokenises to nothing with the decoder tokenizer; use a "
-                "label the tokenizer can read."
+                f"gen_constraints entry {label!r} tokenises to nothing with the decoder tokenizer (none of its "
+                "characters is in the tokenizer's vocabulary), so the decoder could never write it; remove it "
+                "or spell it with characters the decoder tokenizer reads."
+            )
+        written = tokenizer.decode(ids, skip_special_tokens=True)
+        if "".join(written.split()) != "".join(label.split()):  # a tokenizer may drop unknown characters
+            raise LabelConstraintError(
+                f"gen_constraints entry {label!r} reads as {written.strip()!r} with the decoder tokenizer (characters "
+                "outside its vocabulary vanish), so the decoder could never write it; use "
+                f"{written.strip()!r} or another spelling the decoder tokenizer reads in full."
             )
         sequences.append(ids + [eos])
     return LabelTrie(sequences)

@@ -54,3 +54,46 @@ def test_prompt_mode_names_spans_with_generated_labels_and_survives_to_bytes(pro
     pipe = restored.get_pipe("gliner_ner")
     assert pipe.cfg["gen_constraints"] == CONSTRAINTS and pipe.extractor.config.is_token_decoder
     assert [annotations(doc) for doc in restored.pipe(docs_of(restored, TEXTS))] == found
+
+
+@pytest.fixture(scope="module")
+def lossy_decoder_checkpoint(token_decoder_hub_id, tmp_path_factory):
+    """The replica with a decoder tokenizer that drops what it cannot read: a character-level BPE
+    of a-z without unknown token or byte fallback (the byte-level replica tokenizer reads every
+    string). Its ids lie inside the decoder's vocabulary; <|endoftext|> ends labels."""
+    import shutil
+
+    from huggingface_hub import snapshot_download
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    directory = tmp_path_factory.mktemp("lossy") / "checkpoint"
+    shutil.copytree(snapshot_download(token_decoder_hub_id), directory)
+    shutil.rmtree(directory / "decoder_tokenizer")
+    vocab = {"<|endoftext|>": 0, **{letter: i + 1 for i, letter in enumerate("abcdefghijklmnopqrstuvwxyz")}}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.decoder = decoders.Fuse()
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|endoftext|>").save_pretrained(
+        str(directory / "decoder_tokenizer")
+    )
+    return directory
+
+
+@pytest.mark.parametrize(
+    "constraints,message",
+    [
+        (["band", "日本"], r"entry '日本' tokenises to nothing with the decoder tokenizer.*remove it or spell it"),
+        (["band", "café"], r"entry 'café' reads as 'caf' with the decoder tokenizer.*use 'caf' or another spelling"),
+    ],
+    ids=["vanishes", "loses-a-character"],
+)
+def test_constraints_the_decoder_tokenizer_cannot_read_fail_at_add_pipe(lossy_decoder_checkpoint, constraints, message):
+    from spacy_gliner.modeling.label_decoder import LabelConstraintError
+
+    nlp = spacy.blank("en")
+    with pytest.raises(LabelConstraintError, match=message):
+        nlp.add_pipe("gliner_ner", config={"model": str(lossy_decoder_checkpoint), "labels": LABELS,
+                                           "gen_constraints": constraints})
+    nlp.add_pipe("gliner_ner", config={"model": str(lossy_decoder_checkpoint), "labels": LABELS,
+                                       "gen_constraints": ["band", "music band"]})  # readable labels are accepted
