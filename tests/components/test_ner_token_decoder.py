@@ -97,3 +97,16 @@ def test_constraints_the_decoder_tokenizer_cannot_read_fail_at_add_pipe(lossy_de
                                            "gen_constraints": constraints})
     nlp.add_pipe("gliner_ner", config={"model": str(lossy_decoder_checkpoint), "labels": LABELS,
                                        "gen_constraints": ["band", "music band"]})  # readable labels are accepted
+
+
+def test_onnx_backend_gives_the_torch_spans_and_generated_labels(token_decoder_hub_id):
+    """The token form on ONNX Runtime: the encoder runs there; token scorer, span layer and
+    decoder stay in torch."""
+    pytest.importorskip("onnxruntime")
+    on_torch = token_decoder_nlp(token_decoder_hub_id, num_gen_sequences=2)
+    on_onnx = token_decoder_nlp(token_decoder_hub_id, num_gen_sequences=2, backend="onnx")
+    expected = [annotations(doc) for doc in on_torch.pipe(docs_of(on_torch, TEXTS))]
+    found = [annotations(doc) for doc in on_onnx.pipe(docs_of(on_onnx, TEXTS))]
+    assert on_onnx.get_pipe("gliner_ner").extractor.onnx_exports is not None, "the encoder must run in ONNX Runtime"
+    assert sum(map(len, expected)) > 0
+    assert found == expected
