@@ -110,3 +110,14 @@ def test_onnx_backend_gives_the_torch_spans_and_generated_labels(token_decoder_h
     assert on_onnx.get_pipe("gliner_ner").extractor.onnx_exports is not None, "the encoder must run in ONNX Runtime"
     assert sum(map(len, expected)) > 0
     assert found == expected
+
+
+def test_long_document_is_windowed_and_every_span_gets_generated_labels(token_decoder_hub_id):
+    from support import split_words
+
+    words = [word for text in TEXTS for word in split_words(text)]
+    assert len(words) > 120
+    nlp = token_decoder_nlp(token_decoder_hub_id, max_window_words=40, window_overlap=10)
+    found = annotations(nlp(Doc(nlp.vocab, words=words)))
+    assert found and max(start for start, *_ in found) > 40
+    assert all(len(generated) == 1 for *_, generated in found)
