@@ -80,3 +80,18 @@ def test_spans_scores_and_generated_labels_match_reference(reference, extractor,
     assert all(labels is not None and len(labels) == num_sequences for labels in written)
     if constraints:
         assert {text.strip() for labels in written for text in labels} <= set(CONSTRAINTS)
+
+
+def test_saved_token_decoder_checkpoint_loads_strictly_here_and_in_the_reference(extractor, tmp_path):
+    from gliner import GLiNER
+    from spacy_gliner.inference.entities import EntityExtractor
+    from spacy_gliner.modeling.checkpoint import load_checkpoint, save_checkpoint
+
+    save_checkpoint(extractor.checkpoint, tmp_path / "saved")
+    reloaded = EntityExtractor(load_checkpoint(tmp_path / "saved"), batch_size=len(TEXTS))
+    before = our_generation(extractor, TEXTS, True, THRESHOLD)
+    assert our_generation(reloaded, TEXTS, True, THRESHOLD) == before
+    reference = GLiNER.from_pretrained(str(tmp_path / "saved"))
+    reference.eval()
+    assert type(reference).__name__ == "UniEncoderTokenDecoderGLiNER"
+    assert_same_generation(reference_generation(reference, TEXTS, LABELS, True, THRESHOLD, batch_size=len(TEXTS)), before)
