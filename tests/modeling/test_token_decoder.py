@@ -61,6 +61,31 @@ def test_replica_is_a_token_decoder_checkpoint(token_decoder_hub_id, extractor):
     assert extractor.config.is_token_decoder
 
 
+def test_thresholds_sit_far_from_every_score(extractor, monkeypatch):
+    """THRESHOLD and the decoder's fixed 0.5 cut are at least 1e-4 from every token and span
+    probability of these texts, so float noise between machines cannot move a span across them
+    (when the replica changes, pick another THRESHOLD)."""
+    import torch
+
+    from spacy_gliner.inference.entities import DecodeSettings
+
+    model, seen = extractor.model, []
+
+    def recording(method, logits_of):
+        def run(*args, **kwargs):
+            out = method(*args, **kwargs)
+            seen.append(torch.sigmoid(logits_of(out).float()).flatten())
+            return out
+        return run
+
+    monkeypatch.setattr(model, "score", recording(model.score, lambda out: out))
+    monkeypatch.setattr(model, "score_token_spans", recording(model.score_token_spans, lambda out: out[0]))
+    extractor.extract([split_words(t) for t in TEXTS], LABELS, DecodeSettings(threshold=THRESHOLD, nested=True))
+    probabilities = torch.cat(seen)
+    assert float((probabilities - THRESHOLD).abs().min()) > 1e-4
+    assert float((probabilities - 0.5).abs().min()) > 1e-4
+
+
 @pytest.mark.parametrize(
     "flat,num_sequences,constraints",
     [(True, 1, None), (False, 1, None), (True, 2, CONSTRAINTS), (False, 3, None)],
