@@ -108,6 +108,29 @@ def token_candidates(logits, windows: Sequence[Window], threshold: float, label_
     return by_doc
 
 
+def token_spans(logits, threshold: float) -> List[List[Tuple[int, int]]]:
+    """Spans (start, end inclusive) that token-level logits (B, W, C, 3) describe, per window, in
+    the reference's order (token-level decoder models, ``extract_spans_from_tokens``): for one
+    label, a start and an end above the threshold with every word between them inside above it.
+    Start words go in position order, then label; a span found for two labels appears twice.
+    Every one of the W positions is read, as the reference reads them."""
+    import torch
+
+    probs = torch.sigmoid(logits.float())
+    starts, ends, inside = (probs[..., channel] > threshold for channel in range(3))
+    inside_before = torch.nn.functional.pad(inside.long().cumsum(dim=1), (0, 0, 1, 0))  # (B, W + 1, C)
+    found: List[List[Tuple[int, int]]] = []
+    for b in range(probs.size(0)):
+        start_pos, start_label = starts[b].nonzero(as_tuple=True)
+        end_pos, end_label = ends[b].nonzero(as_tuple=True)
+        pairs = (start_label[:, None] == end_label[None, :]) & (start_pos[:, None] <= end_pos[None, :])
+        s, e = pairs.nonzero(as_tuple=True)
+        first, last, label = start_pos[s], end_pos[e], start_label[s]
+        complete = inside_before[b, last + 1, label] - inside_before[b, first, label] == last - first + 1
+        found.append(list(zip(first[complete].tolist(), last[complete].tolist())))
+    return found
+
+
 def greedy_select(candidates: Sequence[DecodedSpan], nested: bool, multi_label: bool) -> List[DecodedSpan]:
     """The reference's greedy search with per-word bookkeeping of taken spans.
 

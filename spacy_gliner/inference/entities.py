@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .decoding import DecodedSpan, greedy_select, merge_adjacent_same_label, span_candidates, token_candidates
+from .decoding import DecodedSpan, greedy_select, merge_adjacent_same_label, span_candidates, token_candidates, token_spans
 from ..modeling.checkpoint import GlinerCheckpoint
 from ..modeling.inputs import InputBuilder
 from ..modeling.label_checks import check_label_lengths, prompt_budget
@@ -316,12 +316,13 @@ class EntityExtractor:
         rows = self._label_rows(label_texts) if self.config.bi_encoder else None
         retrieve = bi_span and self.label_top_k is not None and self.label_top_k < len(label_texts)
         if decoder_words is not None:
-            from ..modeling.label_decoder import decoder_prompt_token_count
+            from ..modeling.label_decoder import decoder_prompt_tokens
 
             config = self.config
-            prompt_tokens = decoder_prompt_token_count(
+            prompt_tokens = decoder_prompt_tokens(
                 self.checkpoint.decoder_tokenizer, label_texts, config.ent_token, config.sep_token
             )
+            generative = self._token_generative_candidates if config.is_token_decoder else self._generative_candidates
 
         def encode(represent):
             with self._precision():
@@ -334,7 +335,7 @@ class EntityExtractor:
             for batch in batches(encode):
                 reps, spans = batch.encoded
                 if decoder_words is not None:
-                    chunks = [self._generative_candidates(reps, batch.windows, group, settings, decoder_words, prompt_tokens)]
+                    chunks = [generative(reps, batch.windows, group, settings, decoder_words, prompt_tokens)]
                 elif retrieve:
                     chunks = [self._retrieved_candidates(spans, batch.windows, label_texts, rows, group, settings, device)]
                 else:
@@ -349,7 +350,8 @@ class EntityExtractor:
 
         As in the reference, every valid span whose best probability passes the threshold is
         given to the decoder (all of one batch at once: the reference's prefix padding depends on
-        the batch, see modeling/label_decoder.py)."""
+        the batch, see modeling/label_decoder.py). ``prompt_tokens``: the label prompt's decoder
+        token ids."""
         from ..modeling.label_decoder import reference_prefix_length
 
         with self._precision():
@@ -363,27 +365,86 @@ class EntityExtractor:
         selected = torch.nonzero(keep)  # (M, 3) window, start, width; the reference's order
         if not len(selected):
             return by_doc
-        tokenizer = self.checkpoint.decoder_tokenizer
         word_tokens = [decoder_words[w.doc_index][w.start : w.end] for w in batch_windows]
         floor = reference_prefix_length(
-            keep.flatten(1).sum(dim=1).tolist(), keep[0].numel(), word_tokens, [prompt_tokens] * len(word_tokens),
+            keep.flatten(1).sum(dim=1).tolist(), keep[0].numel(), word_tokens, [len(prompt_tokens)] * len(word_tokens),
             self.config.max_width,
         )
-        decoder = self.model.label_decoder
         with torch.inference_mode():
-            prefixes, _ = decoder.prefixes(span_reps, selected, word_tokens, floor)
-            ids = decoder.generate(prefixes, self.generation, tokenizer.eos_token_id, tokenizer.pad_token_id)
-        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-        k = self.generation.num_sequences
+            prefixes, _ = self.model.label_decoder.prefixes(span_reps, selected, word_tokens, floor)
+        labels_written = self._write_labels(prefixes)
         written = {}
         for m, (row, start, width) in enumerate(selected.tolist()):
             window = batch_windows[row]
             doc_start = window.start + start
-            written[(window.doc_index, doc_start, doc_start + width + 1)] = tuple(texts[m * k : (m + 1) * k])
+            written[(window.doc_index, doc_start, doc_start + width + 1)] = labels_written[m]
         return {
             doc_index: [replace(span, generated=written[(doc_index, span.start, span.end)]) for span in spans]
             for doc_index, spans in by_doc.items()
         }
+
+    def _write_labels(self, prefixes: torch.Tensor) -> List[tuple]:
+        """The decoder's labels for each prefix: ``num_sequences`` texts, best first."""
+        tokenizer = self.checkpoint.decoder_tokenizer
+        ids = self.model.label_decoder.generate(prefixes, self.generation, tokenizer.eos_token_id, tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        k = self.generation.num_sequences
+        return [tuple(texts[m * k : (m + 1) * k]) for m in range(len(prefixes))]
+
+    def _token_generative_candidates(self, reps, batch_windows, group, settings, decoder_words, prompt_tokens) -> Dict[int, List[DecodedSpan]]:
+        """Token-level decoder models, as the reference runs them: spans are read off the token
+        scores (``token_spans``), the span layer scores each against every label, the spans whose
+        best probability exceeds 0.5 go to the decoder (a fixed rule of the reference, whatever
+        the threshold) and every (span, label) above the threshold is a candidate, carrying the
+        labels written for its span (none when the decoder did not read it)."""
+        from ..modeling.label_decoder import token_reference_prefix_length, token_span_decoder_tokens
+
+        model = self.inference_model
+        with self._precision():
+            found = token_spans(model.score(reps).float(), settings.threshold)
+        width = max([len(spans) for spans in found] + [1])
+        span_idx = torch.zeros(len(found), width, 2, dtype=torch.long)
+        for row, spans in enumerate(found):
+            if spans:
+                span_idx[row, : len(spans)] = torch.tensor(spans)
+        with self._precision():
+            logits, vectors = model.score_token_spans(reps, span_idx.to(reps.words.device))
+        probs = torch.sigmoid(logits.float()).cpu()
+        present = torch.arange(width)[None, :] < torch.tensor([len(spans) for spans in found])[:, None]
+        kept = (probs.max(dim=-1).values > 0.5) & present
+        written: Dict[tuple, tuple] = {}
+        if kept.any():
+            tokenizer = self.checkpoint.decoder_tokenizer
+            words = [decoder_words[w.doc_index][w.start : w.end] for w in batch_windows]
+            lengths = [len(prompt_tokens) + sum(map(len, window_words)) for window_words in words]
+            padding = [[tokenizer.pad_token_id] * (max(lengths) - length) for length in lengths]
+
+            def read(row, start, end):
+                return token_span_decoder_tokens(start, end, words[row], prompt_tokens, padding[row])
+
+            chosen = kept.nonzero().tolist()  # (window, table position) in the reference's order
+            span_tokens = None
+            floor = 0
+            if self.config.full_decoder_context:
+                span_tokens = [read(row, *found[row][n]) for row, n in chosen]
+                floor = token_reference_prefix_length(found, kept.sum(dim=1).tolist(), read)
+            rows, positions = kept.nonzero(as_tuple=True)
+            with torch.inference_mode():
+                prefixes, _ = self.model.label_decoder.prefix_embeddings(
+                    vectors[rows.to(vectors.device), positions.to(vectors.device)], span_tokens, floor
+                )
+            written = dict(zip(map(tuple, chosen), self._write_labels(prefixes)))
+        by_doc: Dict[int, List[DecodedSpan]] = {}
+        for row, n, label in (probs > settings.threshold).logical_and(present.unsqueeze(-1)).nonzero().tolist():
+            window = batch_windows[row]
+            start, end = found[row][n]
+            doc_start = window.start + start
+            if end + 1 > window.length or not window.own_start <= doc_start < window.own_end:
+                continue
+            by_doc.setdefault(window.doc_index, []).append(DecodedSpan(
+                doc_start, window.start + end + 1, int(group[label]), float(probs[row, n, label]), written.get((row, n))
+            ))
+        return by_doc
 
     def _chunk_candidates(self, reps, spans, batch_windows, label_texts, rows, group, settings, device):
         """Candidates by document per label chunk: every label is scored."""

@@ -13,9 +13,12 @@ SPAN_MODES = ("markerV0", "marker")
 TOKEN_MODE = "token_level"
 SUBTOKEN_POOLING = ("first", "last", "mean", "max")
 
-_TOKEN_DECODER = (
-    "token-level GLiNER with a generative label decoder (UniEncoderTokenDecoder)",
-    "only the span form (UniEncoderSpanDecoder) of the decoder family is implemented",
+# The token-level decoder model always represents spans (the reference hardcodes it); elsewhere
+# the option is refused.
+_SPAN_REPRESENTATIONS = (
+    "token-level GLiNER with span representations (represent_spans) but no label decoder",
+    "an experimental option of the reference with no published checkpoint; only the token-level "
+    "decoder model (UniEncoderTokenDecoder) uses it",
 )
 # Options whose non-default value makes a family we do not run: option -> (family, why it is refused).
 _UNSUPPORTED_IF_SET = {
@@ -30,11 +33,9 @@ _UNSUPPORTED_IF_SET = {
 }
 _UNSUPPORTED_IF_TRUE = {
     "fuse_layers": ("GLiNER with fused encoder layers", "an experimental option with no published checkpoint"),
-    "represent_spans": _TOKEN_DECODER,
     "precomputed_prompts_mode": ("GLiNER with precomputed prompt embeddings", "a training-time option of the reference"),
 }
 _UNSUPPORTED_MODEL_TYPES = {
-    "gliner_encoder_token_decoder": _TOKEN_DECODER,
     "gliner_streaming_span": _UNSUPPORTED_IF_SET["decoder_config"],
 }
 
@@ -44,7 +45,7 @@ def _refusal(source: str, what: str, family_and_reason) -> "UnsupportedCheckpoin
     return UnsupportedCheckpointError(
         f"{source}: {what}: this is a {family}, which spacy-gliner does not run ({reason}). Supported: "
         "uni- and bi-encoder span and token NER (post-fusion included), the span NER model with a generative "
-        "label decoder (UniEncoderSpanDecoder), span and token relex (every "
+        "label decoder (UniEncoderSpanDecoder) and its token form (UniEncoderTokenDecoder), span and token relex (every "
         "relations_layer and triples_layer the reference builds); see the README's checkpoint families."
     )
 
@@ -93,6 +94,8 @@ class GlinerConfig:
     full_decoder_context: bool = True  # the span's own decoder tokens follow its vector
     decoder_loss_coef: float = 0.5
     span_loss_coef: float = 1.0
+    token_loss_coef: float = 1.0  # token-level decoder models: the token loss beside the span loss
+    neg_spans_ratio: float = 1.0  # token-level decoder models: random spans per gold span in training
     blank_entity_prob: float = 0.1  # training batches prompted with the single type "entity"
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -103,6 +106,12 @@ class GlinerConfig:
     @property
     def has_label_decoder(self) -> bool:
         return bool(self.labels_decoder)
+
+    @property
+    def is_token_decoder(self) -> bool:
+        """The token-level decoder model (UniEncoderTokenDecoder): token scores find spans, a
+        span layer scores them against the labels, and the decoder names those it keeps."""
+        return self.has_label_decoder and not self.is_span_model
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any], source: str = "gliner_config.json") -> "GlinerConfig":
@@ -122,7 +131,7 @@ class GlinerConfig:
                 f"{', '.join(sorted(_KNOWN_MODEL_TYPES))}."
             )
         span_mode = data.get("span_mode", "markerV0")
-        if span_mode in ("token-level", TOKEN_MODE) or model_type.endswith("_token") or "token_relex" in model_type:
+        if span_mode in ("token-level", TOKEN_MODE) or model_type.endswith("_token") or "token_" in model_type:
             span_mode = TOKEN_MODE
         if span_mode != TOKEN_MODE and span_mode not in SPAN_MODES:
             raise UnsupportedCheckpointError(
@@ -146,7 +155,9 @@ class GlinerConfig:
                 "(gliner_uni_encoder_token_relex)."
             )
         if data.get("labels_decoder"):
-            _check_label_decoder(data, span_mode, bi_encoder, relex, source)
+            _check_label_decoder(data, bi_encoder, relex, source)
+        elif data.get("represent_spans"):
+            raise _refusal(source, "'represent_spans' is true", _SPAN_REPRESENTATIONS)
         hidden_size = int(data.get("hidden_size", 512))
         if relex and data.get("triples_layer") is not None:
             _check_triples_layer(data["triples_layer"], hidden_size, source)
@@ -189,6 +200,8 @@ class GlinerConfig:
             full_decoder_context=bool(data.get("full_decoder_context", True)),
             decoder_loss_coef=float(data.get("decoder_loss_coef", 0.5)),
             span_loss_coef=float(data.get("span_loss_coef", 1.0)),
+            token_loss_coef=float(data.get("token_loss_coef", 1.0)),
+            neg_spans_ratio=float(data.get("neg_spans_ratio", 1.0)),
             blank_entity_prob=float(data.get("blank_entity_prob", 0.1)),
             raw=data,
         )
@@ -230,6 +243,8 @@ class GlinerConfig:
                 span_loss_coef=self.span_loss_coef,
                 blank_entity_prob=self.blank_entity_prob,
             )
+            if self.is_token_decoder:
+                data.update(token_loss_coef=self.token_loss_coef, neg_spans_ratio=self.neg_spans_ratio, represent_spans=True)
         if self.post_fusion_schema:
             data.update(post_fusion_schema=self.post_fusion_schema, num_post_fusion_layers=self.num_post_fusion_layers)
         return data
@@ -239,14 +254,12 @@ class GlinerConfig:
 LABEL_DECODER_MODE = "span"
 
 
-def _check_label_decoder(data: Dict[str, Any], span_mode: str, bi_encoder: bool, relex: bool, source: str) -> None:
+def _check_label_decoder(data: Dict[str, Any], bi_encoder: bool, relex: bool, source: str) -> None:
     """Refuse, by name, the generative-decoder variants that cannot run."""
-    if span_mode == TOKEN_MODE:
-        raise _refusal(source, "'labels_decoder' is set on a token-level model", _TOKEN_DECODER)
     if bi_encoder or relex:
         raise UnsupportedCheckpointError(
             f"{source}: 'labels_decoder' is combined with {'labels_encoder' if bi_encoder else 'relations_layer'}; "
-            "the reference gliner builds the generative decoder only on a uni-encoder span NER model."
+            "the reference gliner builds the generative decoder only on a uni-encoder span or token NER model."
         )
     mode = data.get("decoder_mode")
     if mode != LABEL_DECODER_MODE:
@@ -313,5 +326,6 @@ _KNOWN_MODEL_TYPES = {
     "gliner_uni_encoder_span_relex",
     "gliner_uni_encoder_token_relex",
     "gliner_uni_encoder_span_decoder",
+    "gliner_encoder_token_decoder",
     "gliner",
 }

@@ -113,13 +113,26 @@ class LabelDecoder(nn.Module):
         every position, as the reference does; training masks the padding, as it does there.
         """
         b, s, k = selected.unbind(-1)
-        vectors = self.span_vectors(span_reps[b, s, k])
+        vectors = span_reps[b, s, k]
         if not self.full_context:
-            return vectors.unsqueeze(1), torch.ones(len(vectors), 1, dtype=torch.bool, device=vectors.device)
+            return self.prefix_embeddings(vectors, None)
         span_tokens = [
             [token for word in word_tokens[row][start : start + width + 1] for token in word]
             for row, start, width in selected.tolist()
         ]
+        return self.prefix_embeddings(vectors, span_tokens, padding_floor)
+
+    def prefix_embeddings(
+        self, vectors: torch.Tensor, span_tokens: Optional[Sequence[Sequence[int]]], padding_floor: int = 0
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(M, T, D) prefixes and their (M, T) mask of real positions, from the (M, H) span vectors
+        and, with full context, each span's decoder token ids (``span_tokens``, None without):
+        the projected vector, then the span's tokens, right-aligned after at least
+        ``padding_floor`` token slots. The span and token forms differ only in which tokens a
+        span reads (:func:`token_span_decoder_tokens`)."""
+        vectors = self.span_vectors(vectors)
+        if span_tokens is None:
+            return vectors.unsqueeze(1), torch.ones(len(vectors), 1, dtype=torch.bool, device=vectors.device)
         slots = max([len(tokens) for tokens in span_tokens] + [padding_floor])
         ids = torch.zeros(len(span_tokens), slots, dtype=torch.long, device=vectors.device)
         mask = torch.zeros(len(span_tokens), slots + 1, dtype=torch.bool, device=vectors.device)
@@ -207,6 +220,43 @@ def reference_prefix_length(
     return floor
 
 
+def token_span_decoder_tokens(
+    start: int, end: int, words: Sequence[Sequence[int]], outside_before: Sequence[int], outside_after: Sequence[int]
+) -> List[int]:
+    """The decoder tokens the reference's token-level decoder model reads after the vector of the
+    span of words ``start`` ... ``end`` (inclusive, 0-based).
+
+    gliner 0.2.29 compares these 0-based positions with its decoder word mask, which numbers the
+    text's words from 1 and gives 0 to every token outside the text, so the span reads the words
+    ``start - 1`` ... ``end - 1`` and, when it starts at word 0, the tokens outside the text in
+    input order: ``outside_before`` (the label prompt) before the words, ``outside_after`` (the
+    padding to the batch's longest decoder input) after them. ``words``: each word's token ids.
+    """
+    inside = [token for word in words[max(start - 1, 0) : end] for token in word]
+    if start == 0:
+        return [*outside_before, *inside, *outside_after]
+    return inside
+
+
+def token_reference_prefix_length(
+    spans_per_window: Sequence[Sequence[Tuple[int, int]]], kept_per_window: Sequence[int], read
+) -> int:
+    """The reference's floor on the token slots of every prefix in a token-level decoder batch.
+
+    gliner 0.2.29 packs each window's kept spans into a (windows, N) table, N the most spans any
+    window has; an unused cell holds span index -1, which reads the window's last table entry
+    (its N-th span, or the padding span (0, 0) when it has fewer), and the tokens that span reads
+    (``read(window, start, end)``) join the real spans' when the prefix length is fixed.
+    """
+    table_width = max([len(spans) for spans in spans_per_window] + [1])
+    floor = 0
+    for window, (spans, kept) in enumerate(zip(spans_per_window, kept_per_window)):
+        if kept < table_width:
+            start, end = spans[-1] if len(spans) == table_width else (0, 0)
+            floor = max(floor, len(read(window, start, end)))
+    return floor
+
+
 def decoder_word_tokens(tokenizer, words: Sequence[str]) -> List[List[int]]:
     """Decoder token ids of each word as the reference feeds them: every word after a space."""
     if not words:
@@ -214,10 +264,10 @@ def decoder_word_tokens(tokenizer, words: Sequence[str]) -> List[List[int]]:
     return tokenizer([" " + word for word in words], add_special_tokens=False, verbose=False)["input_ids"]
 
 
-def decoder_prompt_token_count(tokenizer, label_texts: Sequence[str], ent_token: str, sep_token: str) -> int:
-    """Decoder tokens of the reference's label prompt (``<<ENT>> label ... <<SEP>>``, each a word)."""
+def decoder_prompt_tokens(tokenizer, label_texts: Sequence[str], ent_token: str, sep_token: str) -> List[int]:
+    """Decoder token ids of the reference's label prompt (``<<ENT>> label ... <<SEP>>``, each a word)."""
     words = [part for label in label_texts for part in (ent_token, label)] + [sep_token]
-    return sum(len(ids) for ids in decoder_word_tokens(tokenizer, words))
+    return [token for ids in decoder_word_tokens(tokenizer, words) for token in ids]
 
 
 def check_constraint_list(labels, owner: str) -> List[str]:
@@ -260,8 +310,16 @@ def constraint_trie(tokenizer, labels: Sequence[str], vocab_size: int) -> LabelT
             ids = ids[1:]
         if not ids:
             raise LabelConstraintError(
-                f"gen_constraints entry {label!r} tokenises to nothing with the decoder tokenizer; use a "
-                "label the tokenizer can read."
+                f"gen_constraints entry {label!r} tokenises to nothing with the decoder tokenizer (none of its "
+                "characters is in the tokenizer's vocabulary), so the decoder could never write it; remove it "
+                "or spell it with characters the decoder tokenizer reads."
+            )
+        written = tokenizer.decode(ids, skip_special_tokens=True)
+        if "".join(written.split()) != "".join(label.split()):  # a tokenizer may drop unknown characters
+            raise LabelConstraintError(
+                f"gen_constraints entry {label!r} reads as {written.strip()!r} with the decoder tokenizer (characters "
+                "outside its vocabulary vanish), so the decoder could never write it; use "
+                f"{written.strip()!r} or another spelling the decoder tokenizer reads in full."
             )
         sequences.append(ids + [eos])
     return LabelTrie(sequences)

@@ -69,11 +69,14 @@ class GlinerModel(nn.Module):
             )
         else:
             self.token_scorer = TokenScorer(config.hidden_size, config.dropout)
-            if config.relex:
+            if config.relex or config.is_token_decoder:
                 # Token-level relex (reference UniEncoderTokenRelexModel) is built on the span relex
                 # model: it keeps the label projection (applied before the token scorer) and a span
                 # layer (TokenMarker, the markerV0 layout) that turns decoded entity boundaries into
-                # relation-argument vectors.
+                # relation-argument vectors. The token-level decoder model has the same two layers:
+                # its span layer scores the spans the token scores find and gives the decoder their
+                # vectors; its label projection is saved but never applied (the reference's token
+                # decoder scores raw label vectors), see finish_label_vectors.
                 self.span_head = SpanMarkerHead(config.hidden_size, config.max_width, config.dropout, "markerV0")
                 self.label_projection = feed_forward(
                     config.hidden_size, config.hidden_size, config.hidden_size * 4, config.dropout
@@ -168,7 +171,18 @@ class GlinerModel(nn.Module):
     def finish_label_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
         if self.applies_post_fusion:
             return vectors  # projected after fusion, per window (see score_spans)
-        return self.label_projection(vectors) if hasattr(self, "label_projection") else vectors
+        projects = hasattr(self, "label_projection") and not self.config.is_token_decoder
+        return self.label_projection(vectors) if projects else vectors
+
+    def score_token_spans(
+        self, reps: WordRepresentations, span_idx: torch.Tensor, labels: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Token-level decoder models: (B, N, C) logits of the spans ``span_idx`` (B, N, 2), word
+        start and end inclusive, against the label vectors the token scorer reads (``score``),
+        and the (B, N, D) span vectors they came from."""
+        reps, labels = self._scoring_labels(reps, labels, None)
+        spans = self.span_head.spans_at(reps.words, span_idx)
+        return torch.einsum("bnd,bcd->bnc", spans, labels), spans
 
     def fuse(
         self, reps: WordRepresentations, labels: torch.Tensor, label_mask: Optional[torch.Tensor] = None

@@ -45,7 +45,9 @@ def new_checkpoint(
     if decoder is not None and (label_encoder is not None or span_mode == "token_level" or relex):
         raise ValueError(
             "a new GLiNER with a label decoder must be a uni-encoder span model (no label_encoder, no "
-            "relations_layer, span_mode not token_level): the reference builds the decoder on that family only"
+            "relations_layer, span_mode not token_level): the reference builds the decoder on uni-encoder models only, "
+            "and new token-level decoder models are not built here (token-level decoder checkpoints load and "
+            "fine-tune with 'model')"
         )
     from transformers import AutoModel, AutoTokenizer
 

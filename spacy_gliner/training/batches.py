@@ -36,14 +36,36 @@ class GoldText:
 
 @dataclass
 class DecoderTargets:
-    """What the generative label decoder learns from a batch: for each gold span (``selected``,
-    (M, 3) rows of example, start, width, in the reference's order) its label's decoder tokens."""
+    """What the generative label decoder learns from a batch: for each gold span its label's
+    decoder tokens. ``selected``: the gold spans in the reference's order, (M, 3) rows of example,
+    start, width (span form) or (M, 2) rows of example, position in the span table (token form,
+    :class:`SpanTable`)."""
 
     selected: torch.Tensor
     label_ids: torch.Tensor  # (M, L) padded with the end-of-sequence id
     label_mask: torch.Tensor  # (M, L)
     word_tokens: List[List[List[int]]]  # decoder token ids of every word, per example
-    prompt_token_counts: List[int]  # decoder tokens of each example's label prompt
+    prompt_tokens: List[List[int]]  # decoder token ids of each example's label prompt
+    pad_id: int  # what pads the reference's decoder inputs to the batch's longest
+
+
+@dataclass
+class SpanTable:
+    """Token-level decoder models: the spans their span layer learns from, as the reference's
+    processor lists them per example: the gold spans of prompted labels (sorted), then random
+    spans that overlap none of them (``neg_spans_ratio`` as many). (B, S, 2) start and end word
+    (inclusive), (B, S) which entries are real, (B, S, C) one-hot gold labels."""
+
+    span_idx: torch.Tensor
+    span_mask: torch.Tensor
+    span_labels: torch.Tensor
+
+    def spans(self) -> List[List[Tuple[int, int]]]:
+        """The real entries of each example, in table order."""
+        return [
+            [tuple(span) for span, real in zip(rows.tolist(), mask.tolist()) if real]
+            for rows, mask in zip(self.span_idx, self.span_mask)
+        ]
 
 
 @dataclass
@@ -58,6 +80,7 @@ class TrainingBatch:
     # ``transformer``); the model then reads these instead of running its text tower on ``encoded``
     word_vectors: Optional[torch.Tensor] = None
     decoder: Optional[DecoderTargets] = None  # generative-decoder models with gold spans in the batch
+    span_table: Optional[SpanTable] = None  # token-level decoder models
 
 
 def split_long_texts(
@@ -171,7 +194,9 @@ class BatchBuilder:
         sample = sample or self.sample_labels(texts)
         decoder_training = self.config.has_label_decoder and self.decoder_tokenizer is not None
         gold_texts, gold_sample = texts, sample
-        if decoder_training and self.rng.random() < self.config.blank_entity_prob:
+        # Blank-entity batches train the span form only: the reference's token form prompts
+        # "entity" but keeps the sampled labels' token targets, scoring them against padding.
+        if decoder_training and not self.config.is_token_decoder and self.rng.random() < self.config.blank_entity_prob:
             sample, texts = blank_entity_batch(texts, sample.mode)
         pieces = [self.inputs.word_pieces(text.words) for text in texts]
         if self.config.bi_encoder:
@@ -198,19 +223,80 @@ class BatchBuilder:
                     dense[row, w, c, channel] = 1.0
             position_mask = torch.arange(width).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
             counts = {"positives": int(dense[..., 2].sum())}
-        decoder = None
-        if decoder_training:
+        decoder = table = None
+        if self.config.is_token_decoder:
+            table, gold_labels = self._span_table(spans, sample.labels, lengths)
+            if decoder_training:
+                decoder = self._token_decoder_targets(texts, sample, table, gold_labels)
+        elif decoder_training:
             decoder = self._decoder_targets(gold_texts, gold_sample, sample, dense, position_mask)
-        return TrainingBatch(encoded, sample, label_mask, dense, position_mask, counts, decoder=decoder)
+        return TrainingBatch(encoded, sample, label_mask, dense, position_mask, counts, decoder=decoder, span_table=table)
+
+    def _span_table(self, spans, labels, lengths) -> Tuple[SpanTable, List[List[str]]]:
+        """The :class:`SpanTable` of a token-level decoder batch and each example's gold labels,
+        in table order. Random spans are drawn as the reference draws them (a start, then a width
+        up to ``max_width``; twenty tries per wanted span), from this builder's seeded generator."""
+        rows, gold_labels = [], []
+        for text_spans, text_labels, count in zip(spans, labels, lengths):
+            prompted = set(text_labels)
+            gold = sorted((start, end, label) for start, end, label in text_spans if label in prompted and end < count)
+            taken = {(start, end) for start, end, _ in gold}
+            wanted = int(len(gold) * self.config.neg_spans_ratio) if count else 0
+            others: List[Tuple[int, int]] = []
+            for _ in range(wanted * 20):
+                if len(others) == wanted:
+                    break
+                start = self.rng.randint(0, count - 1)
+                end = start + self.rng.randint(1, min(self.config.max_width, count - start)) - 1
+                if (start, end) in others or any(not (end < s or start > e) for s, e in taken):
+                    continue
+                others.append((start, end))
+            rows.append([(start, end, label) for start, end, label in gold] + [(start, end, None) for start, end in others])
+            gold_labels.append([label for _, _, label in gold])
+        width = max([len(row) for row in rows] + [1])
+        num_labels = max([len(text_labels) for text_labels in labels] + [0])
+        span_idx = torch.zeros(len(rows), width, 2, dtype=torch.long)
+        span_mask = torch.zeros(len(rows), width, dtype=torch.bool)
+        span_labels = torch.zeros(len(rows), width, num_labels)
+        for b, (row, text_labels) in enumerate(zip(rows, labels)):
+            for n, (start, end, label) in enumerate(row):
+                span_idx[b, n] = torch.tensor([start, end])
+                span_mask[b, n] = True
+                if label is not None:
+                    span_labels[b, n, text_labels.index(label)] = 1.0
+        return SpanTable(span_idx, span_mask, span_labels), gold_labels
+
+    def _token_decoder_targets(self, texts, sample: PromptLabelSample, table: SpanTable, gold_labels):
+        """Token-level decoder models: each gold entry of the span table (in table order, as the
+        reference pairs them with the gold labels sorted by position) and its label's decoder
+        tokens; None without gold spans."""
+        selected = torch.nonzero(table.span_labels.amax(dim=-1) == 1)
+        if not len(selected):
+            return None
+        names = [label for row in gold_labels for label in row]
+        return self._label_targets(selected, names, texts, sample)
+
+    def _label_targets(self, selected, names, texts, sample: PromptLabelSample) -> DecoderTargets:
+        """Decoder targets of the ``selected`` spans labelled ``names``, tokenised as the
+        reference does (a space before each label, the batch padded with the end-of-sequence id)."""
+        from ..modeling.label_decoder import decoder_prompt_tokens, decoder_word_tokens
+
+        tokenizer, config = self.decoder_tokenizer, self.config
+        labels = tokenizer(names, padding="longest", truncation=True, return_tensors="pt")
+        return DecoderTargets(
+            selected,
+            labels["input_ids"],
+            labels["attention_mask"],
+            [decoder_word_tokens(tokenizer, text.words) for text in texts],
+            [decoder_prompt_tokens(tokenizer, row, config.ent_token, config.sep_token) for row in sample.labels],
+            tokenizer.pad_token_id,
+        )
 
     def _decoder_targets(self, texts, gold_sample: PromptLabelSample, sample: PromptLabelSample,
                          dense: torch.Tensor, position_mask: torch.Tensor):
-        """The gold spans' labels as decoder tokens, tokenised as the reference does (a space
-        before each label, the batch padded with the end-of-sequence id); None without gold spans.
-        A span learns its first gold label among the sampled ones (``gold_sample``, also in a
-        blank-entity batch), as in the reference; ``sample`` is the prompt the batch reads."""
-        from ..modeling.label_decoder import decoder_prompt_token_count, decoder_word_tokens
-
+        """The gold spans' labels as decoder tokens (:meth:`_label_targets`); None without gold
+        spans. A span learns its first gold label among the sampled ones (``gold_sample``, also in
+        a blank-entity batch), as in the reference; ``sample`` is the prompt the batch reads."""
         gold = (dense.amax(dim=-1) == 1) & position_mask.bool()
         selected = torch.nonzero(gold)
         if not len(selected):
@@ -222,12 +308,4 @@ class BatchBuilder:
                 if label in sampled:
                     first_label[row].setdefault((start, end - start - 1), label)
         names = [first_label[row][(start, width)] for row, start, width in selected.tolist()]
-        tokenizer, config = self.decoder_tokenizer, self.config
-        labels = tokenizer(names, padding="longest", truncation=True, return_tensors="pt")
-        return DecoderTargets(
-            selected,
-            labels["input_ids"],
-            labels["attention_mask"],
-            [decoder_word_tokens(tokenizer, text.words) for text in texts],
-            [decoder_prompt_token_count(tokenizer, row, config.ent_token, config.sep_token) for row in sample.labels],
-        )
+        return self._label_targets(selected, names, texts, sample)

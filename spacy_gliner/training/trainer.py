@@ -85,6 +85,8 @@ class Trainer:
         # spans past a sentence's end are masked out of the loss: not computing them is the same loss
         # post-fusion models: labels attend to each other, so a sample's padded labels are masked out
         label_mask = batch.label_mask.to(self.model.device)
+        if self.model.config.is_token_decoder:
+            return self.token_decoder_loss(reps, batch, label_vectors, label_mask)
         if hasattr(self.model, "label_decoder"):
             return self.span_decoder_loss(reps, batch, label_vectors, label_mask)
         return self.entity_loss(self.model.score(reps, label_vectors, only_valid_spans=True, label_mask=label_mask), batch)
@@ -104,7 +106,7 @@ class Trainer:
         selected = targets.selected.to(device)
         per_example = torch.bincount(targets.selected[:, 0], minlength=len(targets.word_tokens)).tolist()
         floor = reference_prefix_length(
-            per_example, span_reps.shape[1] * span_reps.shape[2], targets.word_tokens, targets.prompt_token_counts,
+            per_example, span_reps.shape[1] * span_reps.shape[2], targets.word_tokens, list(map(len, targets.prompt_tokens)),
             config.max_width,
         )
         decoder = self.model.label_decoder
@@ -112,19 +114,60 @@ class Trainer:
         decoder_loss = decoder.label_loss(prefix, prefix_mask, targets.label_ids.to(device), targets.label_mask.to(device))
         return decoder_loss * config.decoder_loss_coef + span_loss * config.span_loss_coef
 
+    def token_decoder_loss(self, reps, batch: TrainingBatch, label_vectors, label_mask) -> torch.Tensor:
+        """Token-level decoder models, as the reference trains them: the token loss and the span
+        layer's loss on the batch's span table combine as ``token_loss_coef`` x token +
+        ``span_loss_coef`` x span; with gold spans, ``decoder_loss_coef`` x the decoder's loss of
+        writing their labels is added to that sum times ``token_loss_coef`` again (the reference
+        weights it twice)."""
+        from ..modeling.label_decoder import token_reference_prefix_length, token_span_decoder_tokens
+
+        config, device, table = self.model.config, self.model.device, batch.span_table
+        token_loss = self.entity_loss(self.model.score(reps, label_vectors, label_mask=label_mask), batch)
+        span_logits, span_vectors = self.model.score_token_spans(reps, table.span_idx.to(device), label_vectors)
+        span_loss = token_classification_loss(
+            span_logits, table.span_labels.to(device), label_mask, table.span_mask.to(device), **self.focal_settings()
+        )
+        loss = config.token_loss_coef * token_loss + config.span_loss_coef * span_loss
+        targets = batch.decoder
+        if targets is None:
+            return loss
+        words, prompts = targets.word_tokens, targets.prompt_tokens
+        lengths = [len(prompt) + sum(map(len, example)) for prompt, example in zip(prompts, words)]
+        padding = [[targets.pad_id] * (max(lengths) - length) for length in lengths]
+
+        def read(row, start, end):
+            return token_span_decoder_tokens(start, end, words[row], prompts[row], padding[row])
+
+        spans = table.spans()
+        span_tokens, floor = None, 0
+        if config.full_decoder_context:
+            span_tokens = [read(row, *spans[row][n]) for row, n in targets.selected.tolist()]
+            kept = torch.bincount(targets.selected[:, 0], minlength=len(spans)).tolist()
+            floor = token_reference_prefix_length(spans, kept, read)
+        rows, positions = targets.selected.to(device).unbind(-1)
+        decoder = self.model.label_decoder
+        prefix, prefix_mask = decoder.prefix_embeddings(span_vectors[rows, positions], span_tokens, floor)
+        decoder_loss = decoder.label_loss(prefix, prefix_mask, targets.label_ids.to(device), targets.label_mask.to(device))
+        return decoder_loss * config.decoder_loss_coef + loss * config.token_loss_coef
+
     def entity_loss(self, logits: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
         """GLiNER's focal span (or token) loss of entity logits against the batch's targets."""
         device = self.model.device
         label_mask = batch.label_mask.to(device)
         if logits.size(-2 if not self.model.config.is_span_model else -1) != label_mask.size(1):
             raise ValueError("label vectors and sampled labels disagree in number")
-        s = self.settings
-        common = dict(alpha=s.focal_alpha, gamma=s.focal_gamma, label_smoothing=s.label_smoothing, reduction=s.reduction)
+        common = self.focal_settings()
         if self.model.config.is_span_model:
             return span_classification_loss(
                 logits, batch.targets.to(device), label_mask, batch.position_mask.to(device), **common
             )
         return token_classification_loss(logits, batch.targets.to(device), label_mask, batch.position_mask.to(device), **common)
+
+    def focal_settings(self) -> Dict[str, object]:
+        """The element-wise loss settings every classification loss here takes."""
+        s = self.settings
+        return dict(alpha=s.focal_alpha, gamma=s.focal_gamma, label_smoothing=s.label_smoothing, reduction=s.reduction)
 
     def step(self, batch: TrainingBatch, label_vectors_fn=None) -> float:
         """One update; ``label_vectors_fn`` computes bi-encoder label vectors with gradients."""

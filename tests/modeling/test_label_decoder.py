@@ -38,16 +38,19 @@ def extractor(decoder_hub_id):
     return EntityExtractor(load_checkpoint(decoder_hub_id), batch_size=4)
 
 
-def reference_generation(reference, texts, labels, flat, threshold, **options):
-    """(start word, end word exclusive, label, score, generated labels) per text."""
-    outputs = reference.inference(texts, labels, flat_ner=flat, threshold=threshold, batch_size=4, do_sample=False, **options)
+def reference_generation(reference, texts, labels, flat, threshold, batch_size=4, **options):
+    """(start word, end word exclusive, label, score, generated labels or None) per text."""
+    outputs = reference.inference(
+        texts, labels, flat_ner=flat, threshold=threshold, batch_size=batch_size, do_sample=False, **options
+    )
     result = []
     for text, entities in zip(texts, outputs):
         matches = list(WORD_SPLIT.finditer(text))
         by_start = {m.start(): i for i, m in enumerate(matches)}
         by_end = {m.end(): i + 1 for i, m in enumerate(matches)}
         result.append([
-            (by_start[e["start"]], by_end[e["end"]], e["label"], e["score"], tuple(e["generated_labels"])) for e in entities
+            (by_start[e["start"]], by_end[e["end"]], e["label"], e["score"], tuple(e["generated_labels"]) if "generated_labels" in e else None)
+            for e in entities
         ])
     return result
 
@@ -162,11 +165,10 @@ def test_generated_length_is_bounded(extractor):
     [
         ({"decoder_mode": "prompt"}, "decoder_mode is 'prompt'.*fails in the reference"),
         ({"decoder_mode": None}, "decoder_mode is None"),
-        ({"span_mode": "token_level"}, "UniEncoderTokenDecoder"),
-        ({"model_type": "gliner_encoder_token_decoder"}, "UniEncoderTokenDecoder"),
         ({"labels_decoder_config": None}, "labels_decoder_config"),
+        ({"labels_decoder": None, "span_mode": "token_level", "represent_spans": True}, "represent_spans"),
     ],
-    ids=["prompt-mode", "no-mode", "token-level", "token-decoder-type", "no-decoder-config"],
+    ids=["prompt-mode", "no-mode", "no-decoder-config", "span-representations-without-decoder"],
 )
 def test_decoder_variants_that_cannot_run_are_refused(decoder_hub_id, change, message):
     from huggingface_hub import try_to_load_from_cache

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 from .hub import place_in_hub_cache
 
@@ -46,6 +46,8 @@ class Family:
     label_base_hub_id: Optional[str] = None  # bi-encoders: label tower (the real MiniLM)
     description: str = ""
     decoder_hub_id: Optional[str] = None  # generative-decoder models: the GPT-2-style label decoder
+    # run on the reference model before it is saved (e.g. to spread a random head's scores)
+    adjust: Optional[Callable] = None
 
 
 FAMILIES: Dict[str, Family] = {f.name: f for f in [
@@ -99,7 +101,47 @@ RELEX_FAMILIES: Dict[str, Family] = {f.name: f for f in [
 ]}
 
 
-# Generative label decoder models (UniEncoderSpanDecoder), run by gliner_ner: the real MiniLM
+SPREADING_TEXT = "John Smith , a lawyer at Acme Corp in Boston , met the mayor of New York ."
+SPREADING_LABELS = ["person", "organization", "location"]
+
+
+def spread_token_decoder_scores(model) -> None:
+    """Random token-level heads put every probability near 0.5 and every span-head probability
+    near one value, so a token decoder replica would select all spans or none. Scale the token
+    scorer's output layer (centring each of start, end and inside on 0 over a sentence) and
+    centre and scale the span layer's output, so that thresholds select some spans; the result
+    is still an arbitrary checkpoint, which is all parity needs."""
+    import torch
+
+    with torch.no_grad():
+        prepared = model.prepare_batch([SPREADING_TEXT], SPREADING_LABELS, None)
+        batch = model.collate_batch(prepared["input_x"], prepared["entity_types"], model.create_collator())
+        reps = model.model.get_representations(
+            batch["input_ids"], batch["attention_mask"], batch["text_lengths"], batch["words_mask"]
+        )
+        words, prompts = reps.words_embedding, reps.prompts_embedding
+        scorer_out = model.model.scorer.out_mlp[3]
+        logits = model.model.scorer(words, prompts).flatten(0, 2)  # (words x labels, 3)
+        scale = 2.0 / logits.std(dim=0)
+        scorer_out.weight.mul_(scale.unsqueeze(1))
+        # start, end and inside logits centred on 0 with spread 2; inside shifted up so that
+        # runs of inside words exist, as in a trained model
+        scorer_out.bias.copy_(scale * (scorer_out.bias - logits.mean(dim=0)) + torch.tensor([0.0, 0.0, 1.5]))
+        count = words.size(1)
+        spans = torch.tensor([[[i, j] for i in range(count) for j in range(i, min(count, i + 3))]])
+        span_out = model.model.span_rep_layer.span_rep_layer.out_project[-1]
+
+        def span_logits():
+            return torch.einsum("bnd,bcd->bnc", model.model.span_rep_layer(words, spans), prompts)
+
+        mean_prompt = prompts.mean(dim=(0, 1))
+        span_out.bias.sub_(span_logits().mean() * mean_prompt / mean_prompt.dot(mean_prompt))
+        scale = 3.0 / span_logits().std()
+        span_out.weight.mul_(scale)
+        span_out.bias.mul_(scale)
+
+
+# Generative label decoder models (UniEncoderSpanDecoder and its token form), run by gliner_ner: the real MiniLM
 # text encoder, a tiny GPT-2 decoder with a byte-level BPE trained on the shared corpora (its
 # end-of-sequence id inside its vocabulary), and a span width (48) unlike the decoder's (64), so
 # the encoder-to-decoder projection is part of every replica.
@@ -108,6 +150,10 @@ DECODER_FAMILIES: Dict[str, Family] = {f.name: f for f in [
            "current", dict(span_mode="markerV0", max_width=12, hidden_size=48, dropout=0.4, decoder_mode="span"),
            decoder_hub_id="openai-community/gpt2",
            description="span encoder with a GPT-2 label decoder (UniEncoderSpanDecoder)"),
+    Family("token_decoder", "zoo/gliner-token-decoder", "minilm", "sentence-transformers/all-MiniLM-L6-v2",
+           "current", dict(span_mode="token_level", max_width=12, hidden_size=48, dropout=0.4, decoder_mode="span"),
+           decoder_hub_id="openai-community/gpt2", adjust=spread_token_decoder_scores,
+           description="token-level encoder with a GPT-2 label decoder (UniEncoderTokenDecoder)"),
 ]}
 
 # Published families spacy-gliner refuses, each with an error naming it.
@@ -148,6 +194,9 @@ def build_family(family: Family, seed: int = 0) -> str:
             config["labels_decoder"] = family.decoder_hub_id
         torch.manual_seed(seed)
         model = GLiNER.from_config(config)
+        if family.adjust is not None:
+            model.eval()
+            family.adjust(model)
         saved = work / "saved"
         model.save_pretrained(str(saved), safe_serialization=True)
         staged = work / "staged"
