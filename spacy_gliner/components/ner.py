@@ -293,14 +293,18 @@ class GlinerNER(TrainableGliner, GlinerPipe):
             check_checkpoint_label_lengths(Path(self.source).expanduser(), self.label_texts)
         if self.listens:
             self._check_listening(config)
-        if config.has_label_decoder and self.cfg["gen_constraints"] is not None:
+        if config.has_label_decoder:
             from ..modeling.checkpoint import open_decoder_tokenizer
-            from ..modeling.label_decoder import constraint_trie, hf_decoder_config
+            from ..modeling.label_decoder import DEFAULT_MAX_GENERATED_TOKENS, check_room, constraint_trie, hf_decoder_config
 
-            vocab_size = hf_decoder_config(config.labels_decoder_config).vocab_size
-            directory = Path(self.source).expanduser()
-            constraint_trie(open_decoder_tokenizer(directory, config), self.cfg["gen_constraints"], vocab_size)
-        elif not config.has_label_decoder:
+            decoder_config = hf_decoder_config(config.labels_decoder_config)
+            max_length = self.cfg.get("max_generated_length")
+            check_room(getattr(decoder_config, "max_position_embeddings", None),
+                       DEFAULT_MAX_GENERATED_TOKENS if max_length is None else max_length)
+            if self.cfg["gen_constraints"] is not None:
+                directory = Path(self.source).expanduser()
+                constraint_trie(open_decoder_tokenizer(directory, config), self.cfg["gen_constraints"], decoder_config.vocab_size)
+        else:
             self._refuse_decoder_settings()
 
     def _refuse_decoder_settings(self) -> None:

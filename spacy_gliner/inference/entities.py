@@ -101,6 +101,7 @@ class EntityExtractor:
         check_positive(num_sequences, "num_gen_sequences")
         max_new_tokens = DEFAULT_MAX_GENERATED_TOKENS if max_new_tokens is None else max_new_tokens
         check_positive(max_new_tokens, "max_generated_length", "number of decoder tokens")
+        self.model.label_decoder.check_room(max_new_tokens)
         trie = None
         if constraints is not None:
             trie = constraint_trie(self.checkpoint.decoder_tokenizer, constraints, self.model.label_decoder.vocab_size)
@@ -371,7 +372,9 @@ class EntityExtractor:
             self.config.max_width,
         )
         with torch.inference_mode():
-            prefixes, _ = self.model.label_decoder.prefixes(span_reps, selected, word_tokens, floor)
+            prefixes, _ = self.model.label_decoder.prefixes(
+                span_reps, selected, word_tokens, floor, self.generation.max_new_tokens
+            )
         labels_written = self._write_labels(prefixes)
         written = {}
         for m, (row, start, width) in enumerate(selected.tolist()):
@@ -431,7 +434,8 @@ class EntityExtractor:
             rows, positions = kept.nonzero(as_tuple=True)
             with torch.inference_mode():
                 prefixes, _ = self.model.label_decoder.prefix_embeddings(
-                    vectors[rows.to(vectors.device), positions.to(vectors.device)], span_tokens, floor
+                    vectors[rows.to(vectors.device), positions.to(vectors.device)], span_tokens, floor,
+                    self.generation.max_new_tokens,
                 )
             written = dict(zip(map(tuple, chosen), self._write_labels(prefixes)))
         by_doc: Dict[int, List[DecodedSpan]] = {}

@@ -79,6 +79,17 @@ def hf_decoder_config(config: Dict[str, Any]):
     return CONFIG_MAPPING[data["model_type"]](**data)
 
 
+def check_room(max_positions: Optional[int], following_tokens: int, setting: str = "max_generated_length") -> None:
+    """A prefix (at least the span vector) and ``following_tokens`` must fit a decoder that
+    embeds ``max_positions`` positions (None: no bound); raises ValueError naming ``setting``."""
+    if max_positions is not None and following_tokens + 1 > max_positions:
+        raise ValueError(
+            f"{setting} is {following_tokens} decoder tokens, but the label decoder embeds only "
+            f"{max_positions} positions, one of which the span's vector takes; set {setting} "
+            f"to at most {max_positions - 1}."
+        )
+
+
 class LabelDecoder(nn.Module):
     def __init__(self, decoder_config: Dict[str, Any], encoder_hidden_size: int, dropout: float, full_context: bool = True):
         super().__init__()
@@ -94,6 +105,14 @@ class LabelDecoder(nn.Module):
     def vocab_size(self) -> int:
         return self.language_model.get_input_embeddings().num_embeddings
 
+    @property
+    def max_positions(self) -> Optional[int]:
+        """Positions the decoder can embed (GPT-2's ``n_positions``); None where it names none."""
+        return getattr(self.language_model.config, "max_position_embeddings", None)
+
+    def check_room(self, following_tokens: int) -> None:
+        check_room(self.max_positions, following_tokens)
+
     def span_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
         return self.projection(vectors) if hasattr(self, "projection") else vectors
 
@@ -103,6 +122,7 @@ class LabelDecoder(nn.Module):
         selected: torch.Tensor,
         word_tokens: Sequence[Sequence[Sequence[int]]],
         padding_floor: int = 0,
+        following_tokens: int = 0,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """(M, T, D) prefixes of the selected spans and their (M, T) mask of real positions.
 
@@ -111,6 +131,7 @@ class LabelDecoder(nn.Module):
         window ``b`` (read only with full context). ``padding_floor``: the least number of token
         slots after the span vector (see :func:`reference_prefix_length`). Generation attends to
         every position, as the reference does; training masks the padding, as it does there.
+        ``following_tokens``: the tokens that will follow the prefix (see :meth:`prefix_embeddings`).
         """
         b, s, k = selected.unbind(-1)
         vectors = span_reps[b, s, k]
@@ -120,20 +141,34 @@ class LabelDecoder(nn.Module):
             [token for word in word_tokens[row][start : start + width + 1] for token in word]
             for row, start, width in selected.tolist()
         ]
-        return self.prefix_embeddings(vectors, span_tokens, padding_floor)
+        return self.prefix_embeddings(vectors, span_tokens, padding_floor, following_tokens)
 
     def prefix_embeddings(
-        self, vectors: torch.Tensor, span_tokens: Optional[Sequence[Sequence[int]]], padding_floor: int = 0
+        self,
+        vectors: torch.Tensor,
+        span_tokens: Optional[Sequence[Sequence[int]]],
+        padding_floor: int = 0,
+        following_tokens: int = 0,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """(M, T, D) prefixes and their (M, T) mask of real positions, from the (M, H) span vectors
         and, with full context, each span's decoder token ids (``span_tokens``, None without):
         the projected vector, then the span's tokens, right-aligned after at least
         ``padding_floor`` token slots. The span and token forms differ only in which tokens a
-        span reads (:func:`token_span_decoder_tokens`)."""
+        span reads (:func:`token_span_decoder_tokens`).
+
+        A prefix and the ``following_tokens`` generated (or teacher-forced) after it must fit
+        the decoder's positions. Where the reference's padding rule would pass that bound (a
+        batch with a long window and a long label prompt; gliner 0.2.29 then fails with an
+        IndexError), the padding is shortened to fit and a span's tokens keep their last ones,
+        those nearest the label the decoder writes next."""
         vectors = self.span_vectors(vectors)
         if span_tokens is None:
             return vectors.unsqueeze(1), torch.ones(len(vectors), 1, dtype=torch.bool, device=vectors.device)
         slots = max([len(tokens) for tokens in span_tokens] + [padding_floor])
+        if self.max_positions is not None:
+            self.check_room(following_tokens)
+            slots = min(slots, self.max_positions - following_tokens - 1)
+            span_tokens = [tokens[len(tokens) - slots:] if len(tokens) > slots else tokens for tokens in span_tokens]
         ids = torch.zeros(len(span_tokens), slots, dtype=torch.long, device=vectors.device)
         mask = torch.zeros(len(span_tokens), slots + 1, dtype=torch.bool, device=vectors.device)
         for m, tokens in enumerate(span_tokens):

@@ -110,7 +110,8 @@ class Trainer:
             config.max_width,
         )
         decoder = self.model.label_decoder
-        prefix, prefix_mask = decoder.prefixes(span_reps, selected, targets.word_tokens, floor)
+        label_length = targets.label_ids.shape[1] - 1  # teacher-forced after the prefix
+        prefix, prefix_mask = decoder.prefixes(span_reps, selected, targets.word_tokens, floor, label_length)
         decoder_loss = decoder.label_loss(prefix, prefix_mask, targets.label_ids.to(device), targets.label_mask.to(device))
         return decoder_loss * config.decoder_loss_coef + span_loss * config.span_loss_coef
 
@@ -147,7 +148,8 @@ class Trainer:
             floor = token_reference_prefix_length(spans, kept, read)
         rows, positions = targets.selected.to(device).unbind(-1)
         decoder = self.model.label_decoder
-        prefix, prefix_mask = decoder.prefix_embeddings(span_vectors[rows, positions], span_tokens, floor)
+        label_length = targets.label_ids.shape[1] - 1  # teacher-forced after the prefix
+        prefix, prefix_mask = decoder.prefix_embeddings(span_vectors[rows, positions], span_tokens, floor, label_length)
         decoder_loss = decoder.label_loss(prefix, prefix_mask, targets.label_ids.to(device), targets.label_mask.to(device))
         return decoder_loss * config.decoder_loss_coef + loss * config.token_loss_coef
 

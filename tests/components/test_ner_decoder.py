@@ -138,6 +138,41 @@ def test_long_document_is_windowed_and_every_span_gets_generated_labels(decoder_
     assert all(len(generated) == 1 for *_, generated in found)
 
 
+def test_prefixes_past_the_decoders_positions_are_shortened_to_fit(decoder_hub_id):
+    """A batch whose reference prefix padding (label prompt + padding + a window's first words)
+    and generated tokens pass the decoder's position table (as a 512-position decoder meets with
+    the training data's label sets) still writes a label for every span it selected."""
+    import torch
+
+    words = [w for text in TEXTS for w in split_words(text)]
+    nlp = decoder_nlp(decoder_hub_id, 0.5, max_window_words=40, window_overlap=8, max_generated_length=8)
+    pipe = nlp.get_pipe("gliner_ner")
+    pipe.cfg["threshold"] = threshold_selecting(pipe.extractor, [" ".join(words)], LABELS, 80)
+    language_model = pipe.extractor.model.label_decoder.language_model
+    positions = 24
+    language_model.transformer.wpe = torch.nn.Embedding.from_pretrained(language_model.transformer.wpe.weight[:positions])
+    language_model.config.n_positions = positions
+    assert pipe.extractor.model.label_decoder.max_positions == positions
+    with pytest.raises(IndexError):  # the shortened table really is the bound
+        language_model(inputs_embeds=torch.zeros(1, positions + 1, language_model.config.n_embd))
+    doc = nlp(Doc(nlp.vocab, words=words))
+    found = annotations(doc)
+    assert len(found) > 5 and max(start for start, *_ in found) > 32  # the second window too
+    assert all(len(generated) == 1 for *_, generated in found)
+    with pytest.raises(ValueError, match="embeds only 24 positions.*at most 23"):
+        pipe.extractor.set_generation(max_new_tokens=24)
+
+
+def test_generated_length_past_the_decoders_positions_fails_when_the_model_loads(decoder_hub_id):
+    nlp = decoder_nlp(decoder_hub_id, 0.5, max_generated_length=1024)  # a hub id: checked when it loads
+    with pytest.raises(ValueError, match="max_generated_length is 1024.*embeds only 1024 positions.*at most 1023"):
+        nlp.initialize()
+    from huggingface_hub import snapshot_download
+
+    with pytest.raises(ValueError, match="max_generated_length is 1024.*at most 1023"):  # a directory: at add_pipe
+        decoder_nlp(snapshot_download(decoder_hub_id), 0.5, max_generated_length=1024)
+
+
 @pytest.mark.parametrize(
     "settings,message",
     [
