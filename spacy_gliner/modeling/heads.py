@@ -10,6 +10,11 @@ from torch import nn
 from .layers import Dropout, feed_forward
 
 
+# Span head with a word mask: the per-width slices may compute at most this many times the valid
+# spans (the rest end in padding) before gathering only the valid ones is cheaper.
+SLICED_SPAN_HEAD_EXCESS = 1.5
+
+
 class SpanMarkerHead(nn.Module):
     """Vector for every span (start word, width) from its projected endpoints.
 
@@ -36,9 +41,10 @@ class SpanMarkerHead(nn.Module):
         are applied once per *word* and added per span: the same function with K times fewer
         multiplications in the largest layer.
 
-        With ``word_mask`` (B, W), the rest of the output layer runs only on spans that end inside
-        their sentence; the others (past the last word, which no decoder or loss reads) come out
-        as zeros. Without it, every span is computed, past-the-end ones reading a zero end vector.
+        With ``word_mask`` (B, W), the rest of the output layer runs only where spans can end
+        inside their sentence; spans past a sentence's last word (which no decoder or loss reads)
+        come out as zeros. Without it, every span is computed, past-the-end ones reading a zero end
+        vector.
         """
         dim = words.size(-1)
         start = self.project_start(words).relu()
@@ -55,6 +61,27 @@ class SpanMarkerHead(nn.Module):
                 spans = layer(spans)
             return spans
         valid = _by_width(word_mask.to(start_part.dtype).unsqueeze(-1), self.max_width).squeeze(-1) > 0  # (B, W, K)
+        batch, num_words = words.shape[:2]
+        widths = min(self.max_width, num_words)
+        # One width at a time, all starts of the batch: starts and ends are then two contiguous
+        # slices, which costs far less than gathering each valid span's rows; it also computes
+        # spans that end in a shorter sentence's padding, so when those would be many (a batch of
+        # very unequal lengths; the window batches are sorted by length, so rarely) only the valid
+        # spans are gathered instead.
+        sliced = batch * (widths * num_words - widths * (widths - 1) // 2)
+        if sliced > SLICED_SPAN_HEAD_EXCESS * int(valid.sum()):
+            return self._valid_spans_only(start_part, end_part, rest, valid)
+        spans = start_part.new_zeros(*valid.shape, self.out_project[-1].out_features)
+        for width in range(widths):
+            pairs = start_part[:, : num_words - width] + end_part[:, width:]
+            for layer in rest:
+                pairs = layer(pairs)
+            spans[:, : num_words - width, width] = pairs
+        return spans.masked_fill_(~valid.unsqueeze(-1), 0.0)
+
+    @staticmethod
+    def _valid_spans_only(start_part, end_part, rest, valid) -> torch.Tensor:
+        """The output layer on the valid spans' rows only, scattered into a (B, W, K, D) zero grid."""
         batch_idx, start_idx, width_idx = valid.nonzero(as_tuple=True)
         packed = start_part[batch_idx, start_idx] + end_part[batch_idx, start_idx + width_idx]
         for layer in rest:
@@ -62,7 +89,6 @@ class SpanMarkerHead(nn.Module):
         spans = packed.new_zeros(*valid.shape, packed.size(-1))
         spans[batch_idx, start_idx, width_idx] = packed
         return spans
-
 
     def spans_at(self, words: torch.Tensor, span_idx: torch.Tensor) -> torch.Tensor:
         """(B, W, D) word vectors, (B, E, 2) word (start, end inclusive) -> (B, E, D) span vectors.
