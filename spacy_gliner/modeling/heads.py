@@ -46,15 +46,50 @@ class SpanMarkerHead(nn.Module):
         come out as zeros. Without it, every span is computed, past-the-end ones reading a zero end
         vector.
         """
+        return self._grid(words, word_mask, None)
+
+    def folds_labels(self, num_labels: int) -> bool:
+        """Whether :meth:`logits` folds the output layer into ``num_labels`` labels: cheaper than
+        span vectors while there are no more labels than span-vector dimensions."""
+        return num_labels <= self.span_width
+
+    @property
+    def span_width(self) -> int:
+        last = self.out_project[-1] if isinstance(self.out_project, nn.Sequential) else self.out_project
+        return last.out_features
+
+    def logits(self, words: torch.Tensor, labels: torch.Tensor, word_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, W, D) words, (B, C, D) labels -> (B, W, K, C): ``einsum("bwkd,bcd->bwkc", self(words,
+        word_mask), labels)``, without making the span vectors when there are few labels.
+
+        A logit is a label's dot product with the span vector, whose last step is a linear map:
+        the map is moved onto the labels (C vectors as wide as the map's input, once per batch),
+        so the W x K spans are multiplied by C columns instead of by the D x 4D output matrix. The
+        same function up to float rounding."""
+        if not self.folds_labels(labels.size(1)):
+            return torch.einsum("bwkd,bcd->bwkc", self(words, word_mask), labels)
+        return self._grid(words, word_mask, labels)
+
+    def _grid(self, words, word_mask, labels) -> torch.Tensor:
+        """Span vectors (``labels`` None) or their logits against ``labels`` (B, C, D), on the
+        (B, W, K) grid of spans."""
         dim = words.size(-1)
         start = self.project_start(words).relu()
         end = self.project_end(words).relu()
         first = self.out_project[0] if isinstance(self.out_project, nn.Sequential) else self.out_project
         start_part = F.linear(start, first.weight[:, :dim], first.bias)
         end_part = F.linear(end, first.weight[:, dim:])
-        if not isinstance(self.out_project, nn.Sequential):
+        if not isinstance(self.out_project, nn.Sequential):  # linear all the way: each half meets the labels alone
+            if labels is not None:
+                start_part, end_part = (torch.einsum("bwd,bcd->bwc", part, labels) for part in (start_part, end_part))
             return start_part.unsqueeze(2) + _by_width(end_part, self.max_width)
         rest = list(self.out_project)[1:]
+        if labels is not None:
+            last = rest.pop()
+            folded = labels @ last.weight  # (B, C, 4D): each label through the last map, transposed
+            offset = labels @ last.bias  # (B, C)
+            rest.append(lambda hidden: torch.einsum("b...h,bch->b...c", hidden, folded) + offset.view(
+                offset.size(0), *([1] * (hidden.dim() - 2)), -1))
         if word_mask is None:
             spans = start_part.unsqueeze(2) + _by_width(end_part, self.max_width)
             for layer in rest:
@@ -70,14 +105,15 @@ class SpanMarkerHead(nn.Module):
         # spans are gathered instead.
         sliced = batch * (widths * num_words - widths * (widths - 1) // 2)
         if sliced > SLICED_SPAN_HEAD_EXCESS * int(valid.sum()):
-            return self._valid_spans_only(start_part, end_part, rest, valid)
-        spans = start_part.new_zeros(*valid.shape, self.out_project[-1].out_features)
+            spans = self._valid_spans_only(start_part, end_part, list(self.out_project)[1:], valid)
+            return spans if labels is None else torch.einsum("bwkd,bcd->bwkc", spans, labels)
+        out = start_part.new_zeros(*valid.shape, self.span_width if labels is None else labels.size(1))
         for width in range(widths):
             pairs = start_part[:, : num_words - width] + end_part[:, width:]
             for layer in rest:
                 pairs = layer(pairs)
-            spans[:, : num_words - width, width] = pairs
-        return spans.masked_fill_(~valid.unsqueeze(-1), 0.0)
+            out[:, : num_words - width, width] = pairs
+        return out.masked_fill_(~valid.unsqueeze(-1), 0.0)
 
     @staticmethod
     def _valid_spans_only(start_part, end_part, rest, valid) -> torch.Tensor:
