@@ -313,9 +313,13 @@ class EntityExtractor:
         device = self.model.device
         # post-fusion models: span vectors depend on the labels, so no per-batch span vectors here
         fused = self.model.applies_post_fusion
-        bi_span = self.config.bi_encoder and self.config.is_span_model and not fused
         rows = self._label_rows(label_texts) if self.config.bi_encoder else None
-        retrieve = bi_span and self.label_top_k is not None and self.label_top_k < len(label_texts)
+        retrieve = (self.config.bi_encoder and self.config.is_span_model and not fused and self.label_top_k is not None
+                    and self.label_top_k < len(label_texts))
+        # bi-encoder span models with many labels (or retrieving some): span vectors once per
+        # batch, then one product per label chunk; with few, the scoring folds into the labels
+        bi_span = self.config.bi_encoder and self.config.is_span_model and not fused and (
+            retrieve or not self.inference_model.span_head.folds_labels(len(label_texts)))
         if decoder_words is not None:
             from ..modeling.label_decoder import decoder_prompt_tokens
 
@@ -328,7 +332,6 @@ class EntityExtractor:
         def encode(represent):
             with self._precision():
                 reps = represent()
-                # bi-encoder span models: span vectors once per batch, then one product per label chunk
                 spans = self.inference_model.span_head(reps.words, reps.word_mask).float() if bi_span else None
             return reps, spans
 

@@ -213,9 +213,9 @@ class GlinerModel(nn.Module):
         ``label_mask`` (B, C): which labels are real, read only by post-fusion models (their
         labels attend to each other, so padded ones must be masked out).
         """
-        if self.config.is_span_model:
-            return self.score_spans(reps, labels, only_valid_spans, label_mask)[0]
         reps, labels = self._scoring_labels(reps, labels, label_mask)
+        if self.config.is_span_model:  # logits without span vectors where that is cheaper
+            return self.span_head.logits(reps.words, labels, reps.word_mask if only_valid_spans else None)
         return self.token_scorer(reps.words, labels)
 
     def score_spans(

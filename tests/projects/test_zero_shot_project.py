@@ -195,3 +195,37 @@ def test_encoder_resolution():
     assert train.resolve_encoder(str(path)) == str(path.resolve())
     with pytest.raises(SystemExit):
         train.resolve_encoder("no_such_encoder_package_xyz")
+
+
+def test_backends_take_turns_and_fp32_onnx_scores_as_torch(checkpoints, tmp_path):
+    """``--backends torch onnx onnx-int8`` on a saved bi-encoder pipeline and real CrossNER test
+    sentences: fp32 ONNX finds what torch finds (same counts everywhere), int8 is scored too, and
+    the table shows the change against fp32 ONNX and the speeds."""
+    import json
+
+    from support import DATA
+
+    ev = load_script("evaluate_zero_shot")
+    nlp = spacy.blank("en")
+    nlp.add_pipe("gliner_ner", config={"model": str(checkpoints("bi_sharp")), "labels": ["person"], "batch_size": 4})
+    nlp.to_disk(tmp_path / "model")
+    output, table = tmp_path / "backends.json", tmp_path / "backends.md"
+    assert ev.main(["--model", str(tmp_path / "model"), "--data-dir", str(DATA), "--output", str(output), "--markdown", str(table),
+                    "--domains", "AI", "music", "--limit", "6", "--thresholds", "0.5", "0.3",
+                    "--backends", "torch", "onnx", "onnx-int8"]) == 0
+    out = json.loads(output.read_text())
+    assert list(out["backends"]) == ["torch", "onnx", "onnx-int8"] and out["backend"] == "torch"
+    assert out["results"] == out["backends"]["torch"]["results"]  # what report.py reads
+    counts = {backend: {(t, d): (r["tp"], r["fp"], r["fn"]) for t, per in scores["results"].items() for d, r in per.items()}
+              for backend, scores in out["backends"].items()}
+    assert set(counts["torch"]) == {(t, d) for t in ("0.5", "0.3") for d in ("AI", "music")}
+    assert counts["onnx"] == counts["torch"]
+    assert sum(fp for _, fp, _ in counts["torch"].values()) > 0  # the model predicts: the parity is not vacuous
+    assert set(counts["onnx-int8"]) == set(counts["torch"])
+    assert out["backends"]["onnx-int8"]["settings"] == {"backend": "onnx", "onnx_quantize": "int8"}
+    text = table.read_text()
+    for row in ("| torch | 0.5 |", "| onnx | 0.3 |", "| onnx-int8 | 0.5 |", "| onnx-int8 - onnx | 0.5 |", "| torch - onnx | 0.3 |"):
+        assert row in text
+    assert "| onnx | " in text.split("speed vs onnx")[1] and "| 1.00x |" in text
+    with pytest.raises(SystemExit):  # a backend named twice is refused by the parser
+        ev.main(["--model", str(tmp_path / "model"), "--data-dir", str(DATA), "--output", str(output), "--backends", "onnx", "onnx"])
