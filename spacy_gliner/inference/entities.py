@@ -403,7 +403,7 @@ class EntityExtractor:
         best probability exceeds 0.5 go to the decoder (a fixed rule of the reference, whatever
         the threshold) and every (span, label) above the threshold is a candidate, carrying the
         labels written for its span (none when the decoder did not read it)."""
-        from ..modeling.label_decoder import token_reference_prefix_length, token_span_decoder_tokens
+        from ..modeling.label_decoder import token_span_contexts
 
         model = self.inference_model
         with self._precision():
@@ -420,20 +420,13 @@ class EntityExtractor:
         kept = (probs.max(dim=-1).values > 0.5) & present
         written: Dict[tuple, tuple] = {}
         if kept.any():
-            tokenizer = self.checkpoint.decoder_tokenizer
-            words = [decoder_words[w.doc_index][w.start : w.end] for w in batch_windows]
-            lengths = [len(prompt_tokens) + sum(map(len, window_words)) for window_words in words]
-            padding = [[tokenizer.pad_token_id] * (max(lengths) - length) for length in lengths]
-
-            def read(row, start, end):
-                return token_span_decoder_tokens(start, end, words[row], prompt_tokens, padding[row])
-
             chosen = kept.nonzero().tolist()  # (window, table position) in the reference's order
-            span_tokens = None
-            floor = 0
+            span_tokens, floor = None, 0
             if self.config.full_decoder_context:
-                span_tokens = [read(row, *found[row][n]) for row, n in chosen]
-                floor = token_reference_prefix_length(found, kept.sum(dim=1).tolist(), read)
+                words = [decoder_words[w.doc_index][w.start : w.end] for w in batch_windows]
+                span_tokens, floor = token_span_contexts(
+                    found, chosen, words, [prompt_tokens] * len(words), self.checkpoint.decoder_tokenizer.pad_token_id
+                )
             rows, positions = kept.nonzero(as_tuple=True)
             with torch.inference_mode():
                 prefixes, _ = self.model.label_decoder.prefix_embeddings(

@@ -292,6 +292,33 @@ def token_reference_prefix_length(
     return floor
 
 
+def token_span_contexts(
+    spans_per_window: Sequence[Sequence[Tuple[int, int]]],
+    chosen: Sequence[Tuple[int, int]],
+    window_words: Sequence[Sequence[Sequence[int]]],
+    window_prompts: Sequence[Sequence[int]],
+    pad_id: int,
+) -> Tuple[List[List[int]], int]:
+    """Token-level decoder models with full context: the decoder tokens each chosen span reads
+    and the batch's prefix floor, as the reference builds them in inference and training alike.
+
+    ``chosen``: (window, n) for the n-th span of ``spans_per_window[window]``, in the
+    reference's order; ``window_words``: each window's decoder token ids per word;
+    ``window_prompts``: each window's label-prompt tokens. Every window's decoder input is
+    padded with ``pad_id`` to the batch's longest (the tokens a span at word 0 also reads)."""
+    lengths = [len(prompt) + sum(map(len, words)) for prompt, words in zip(window_prompts, window_words)]
+    padding = [[pad_id] * (max(lengths) - length) for length in lengths]
+
+    def read(window, start, end):
+        return token_span_decoder_tokens(start, end, window_words[window], window_prompts[window], padding[window])
+
+    kept = [0] * len(spans_per_window)
+    for window, _ in chosen:
+        kept[window] += 1
+    span_tokens = [read(window, *spans_per_window[window][n]) for window, n in chosen]
+    return span_tokens, token_reference_prefix_length(spans_per_window, kept, read)
+
+
 def decoder_word_tokens(tokenizer, words: Sequence[str]) -> List[List[int]]:
     """Decoder token ids of each word as the reference feeds them: every word after a space."""
     if not words:

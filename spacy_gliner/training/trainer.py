@@ -121,7 +121,7 @@ class Trainer:
         ``span_loss_coef`` x span; with gold spans, ``decoder_loss_coef`` x the decoder's loss of
         writing their labels is added to that sum times ``token_loss_coef`` again (the reference
         weights it twice)."""
-        from ..modeling.label_decoder import token_reference_prefix_length, token_span_decoder_tokens
+        from ..modeling.label_decoder import token_span_contexts
 
         config, device, table = self.model.config, self.model.device, batch.span_table
         token_loss = self.entity_loss(self.model.score(reps, label_vectors, label_mask=label_mask), batch)
@@ -133,19 +133,11 @@ class Trainer:
         targets = batch.decoder
         if targets is None:
             return loss
-        words, prompts = targets.word_tokens, targets.prompt_tokens
-        lengths = [len(prompt) + sum(map(len, example)) for prompt, example in zip(prompts, words)]
-        padding = [[targets.pad_id] * (max(lengths) - length) for length in lengths]
-
-        def read(row, start, end):
-            return token_span_decoder_tokens(start, end, words[row], prompts[row], padding[row])
-
-        spans = table.spans()
         span_tokens, floor = None, 0
         if config.full_decoder_context:
-            span_tokens = [read(row, *spans[row][n]) for row, n in targets.selected.tolist()]
-            kept = torch.bincount(targets.selected[:, 0], minlength=len(spans)).tolist()
-            floor = token_reference_prefix_length(spans, kept, read)
+            span_tokens, floor = token_span_contexts(
+                table.spans(), targets.selected.tolist(), targets.word_tokens, targets.prompt_tokens, targets.pad_id
+            )
         rows, positions = targets.selected.to(device).unbind(-1)
         decoder = self.model.label_decoder
         label_length = targets.label_ids.shape[1] - 1  # teacher-forced after the prefix
