@@ -72,8 +72,6 @@ def listener_node(text_encoder):
 
 def check_text_encoder(text_encoder, owner: str):
     """``text_encoder`` must be a thinc model that listens to a transformer (TransformerListener.v1)."""
-    from thinc.api import Model
-
     if not isinstance(text_encoder, Model) or listener_node(text_encoder) is None:
         raise ValueError(
             f"{owner}: 'text_encoder' must listen to an upstream transformer component: "
@@ -202,41 +200,13 @@ def send_word_gradients(arrays, token_ids: Sequence[Sequence[int]], word_gradien
 
 
 @dataclass
-class ListenedBatch:
-    """A training batch whose word vectors came from the shared transformer.
-
-    ``batch.word_vectors`` is a leaf tensor; once the loss has been backpropagated into it,
-    :meth:`send_gradient` hands the gradient per token back to the transformer (which steps its
-    own optimizer when this is the last listener).
-    """
-
-    batch: object  # training.batches.TrainingBatch, word_vectors set
-    origins: List[tuple]  # per batch row: (doc index, first word)
-    token_ids: List[List[int]]  # per doc: token index of each word
-    arrays: list  # the listener's per-token outputs, per doc
-    backprop: Optional[Callable]
-
-    def send_gradient(self) -> None:
-        if self.backprop is None:
-            return
-        grad = self.batch.word_vectors.grad
-        rows = []
-        if grad is not None:
-            lengths = self.batch.encoded.num_words.tolist()
-            rows = [(doc_index, first, grad[row, :length]) for row, ((doc_index, first), length)
-                    in enumerate(zip(self.origins, lengths))]
-        self.backprop, backprop = None, self.backprop
-        send_word_gradients(self.arrays, self.token_ids, rows, backprop)
-
-
-@dataclass
 class ListenedDocs:
-    """A training batch's word vectors from the shared transformer, one leaf tensor per doc
-    (``gliner_linker`` reads whole docs; ``gliner_ner``'s rows are :class:`ListenedBatch`).
-    Once the loss has been backpropagated into ``vectors``, :meth:`send_gradient` hands their
-    gradients per token back to the transformer."""
+    """A training batch's word vectors from the shared transformer, one tensor per doc (a leaf
+    requiring grad for an update). Once the loss has been backpropagated into them (directly, as
+    ``gliner_linker`` reads whole docs, or through the window rows ``gliner_ner`` copies out of
+    them), :meth:`send_gradient` hands their gradients per token back to the transformer."""
 
-    vectors: list  # per doc: (words, width) tensor, a leaf requiring grad for an update
+    vectors: list  # per doc: (words, width) tensor
     token_ids: List[List[int]]  # per doc: token index of each word
     arrays: list  # the listener's per-token outputs, per doc
     backprop: Optional[Callable]
@@ -247,11 +217,23 @@ class ListenedDocs:
         return cls(word_vectors(arrays, token_ids, device, requires_grad=for_update), list(token_ids), arrays, backprop)
 
     def send_gradient(self) -> None:
+        """Exactly once per update, gradients or not (see :func:`send_word_gradients`)."""
         if self.backprop is None:
             return
         self.backprop, backprop = None, self.backprop
         found = [(doc_index, 0, vectors.grad) for doc_index, vectors in enumerate(self.vectors) if vectors.grad is not None]
         send_word_gradients(self.arrays, self.token_ids, found, backprop)
+
+
+@dataclass
+class ListenedBatch:
+    """A ``gliner_ner`` training batch whose ``word_vectors`` rows were copied from ``listened``."""
+
+    batch: object  # training.batches.TrainingBatch, word_vectors set
+    listened: ListenedDocs
+
+    def send_gradient(self) -> None:
+        self.listened.send_gradient()
 
 
 def listener_config(upstream: str = "transformer", pooling: str = "first", grad_factor: float = 1.0) -> dict:

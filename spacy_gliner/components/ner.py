@@ -19,8 +19,7 @@ from .base import CHECKPOINT_DIR, ONNX_DIR, GlinerPipe, check_backend_settings, 
 from ..training.settings import check_training_settings
 from .annotations import doc_words, normalize_labels, optional_int, warn_counts, write_entities
 from .listener import (
-    ListenedBatch, check_listening_checkpoint, check_text_encoder, check_upstream, listen, listened_vectors,
-    send_word_gradients, word_vectors,
+    ListenedBatch, ListenedDocs, check_listening_checkpoint, check_text_encoder, check_upstream, listened_vectors,
 )
 from .trainable import (
     DEFAULT_TRAINING, TrainableGliner, check_model_source, check_new_model, label_data_of, labels_by_corpus, saved_field,
@@ -511,8 +510,8 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         docs = [eg.predicted for eg in examples]
         self._get_trainer()
         extractor = self.extractor
-        arrays, backprop = listen(self.model, docs, self.name, for_update)
-        token_ids = [doc_words(doc)[1] for doc in docs]
+        listened = ListenedDocs.of(self.model, docs, [doc_words(doc)[1] for doc in docs], self.name,
+                                   extractor.model.device, for_update)
         texts = []
         for index, example in enumerate(examples):
             text = self._gold_text(example, Counter())
@@ -523,17 +522,15 @@ class GlinerNER(TrainableGliner, GlinerPipe):
         texts, _ = split_long_texts(texts, extractor.inputs, extractor.max_window_words, extractor.window_overlap, sys.maxsize)
         batch = self._batches.build(texts) if texts else None
         if batch is None or not batch.sample.num_labels:
-            if backprop is not None:
-                send_word_gradients(arrays, token_ids, [], backprop)
+            listened.send_gradient()  # nothing to learn, but the transformer waits for its listeners
             return None
-        vectors = word_vectors(arrays, token_ids, extractor.model.device)
         width = int(batch.encoded.num_words.max())
         rows = torch.zeros((len(texts), width, extractor.model.text_width), device=extractor.model.device)
         for row, text in enumerate(texts):
             doc_index, first = text.origin
-            rows[row, : len(text.words)] = vectors[doc_index][first : first + len(text.words)]
-        batch.word_vectors = rows.requires_grad_(for_update)
-        return ListenedBatch(batch, [text.origin for text in texts], token_ids, arrays, backprop)
+            rows[row, : len(text.words)] = listened.vectors[doc_index][first : first + len(text.words)]
+        batch.word_vectors = rows  # gradients reach listened.vectors through the copies
+        return ListenedBatch(batch, listened)
 
     def _train_step(self, batch) -> float:
         if not isinstance(batch, ListenedBatch):
