@@ -255,13 +255,12 @@ class BatchBuilder:
             gold_labels.append([label for _, _, label in gold])
         width = max([len(row) for row in rows] + [1])
         num_labels = max([len(text_labels) for text_labels in labels] + [0])
-        span_idx = torch.zeros(len(rows), width, 2, dtype=torch.long)
-        span_mask = torch.zeros(len(rows), width, dtype=torch.bool)
+        span_idx = torch.tensor([[(start, end) for start, end, _ in row] + [(0, 0)] * (width - len(row)) for row in rows],
+                                dtype=torch.long)
+        span_mask = torch.tensor([[True] * len(row) + [False] * (width - len(row)) for row in rows], dtype=torch.bool)
         span_labels = torch.zeros(len(rows), width, num_labels)
         for b, (row, text_labels) in enumerate(zip(rows, labels)):
-            for n, (start, end, label) in enumerate(row):
-                span_idx[b, n] = torch.tensor([start, end])
-                span_mask[b, n] = True
+            for n, (_, _, label) in enumerate(row):
                 if label is not None:
                     span_labels[b, n, text_labels.index(label)] = 1.0
         return SpanTable(span_idx, span_mask, span_labels), gold_labels
