@@ -23,6 +23,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
@@ -106,7 +107,8 @@ def export_encoder(encoder: nn.Module, path: Path, owner: str) -> None:
     was_training = encoder.training
     encoder.eval()
     try:
-        with torch.no_grad(), _quiet_export():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter warns about every traced branch of transformers
             torch.onnx.export(
                 encoder, example_inputs(encoder, 2, 16), str(path), input_names=["input_ids", "attention_mask"],
                 output_names=["vectors"], dynamic_axes=axes, opset_version=OPSET, dynamo=False, do_constant_folding=True,
@@ -141,20 +143,6 @@ def check_export(encoder: nn.Module, path: Path, family: str, owner: str) -> Non
             f"{owner}: the ONNX export of the {family} encoder of this model does not reproduce the torch encoder "
             f"(largest difference {gap}); ONNX cannot run this model. Use 'backend': 'torch' for it."
         )
-
-
-class _quiet_export:
-    """The TorchScript exporter warns about every traced Python branch of transformers' code."""
-
-    def __enter__(self):
-        import warnings
-
-        self._catcher = warnings.catch_warnings()
-        self._catcher.__enter__()
-        warnings.simplefilter("ignore")
-
-    def __exit__(self, *exc):
-        return self._catcher.__exit__(*exc)
 
 
 def quantize_export(source: Path, target: Path) -> None:
@@ -228,8 +216,7 @@ class OnnxExports:
     stale, exports go to a private temporary directory instead."""
 
     def __init__(self, quantize: Optional[str], threads: Optional[int], owner: str, saved: Optional[Path] = None):
-        check_backend("onnx", quantize, threads, owner)
-        import_onnxruntime(owner)
+        check_backend("onnx", quantize, threads, owner)  # imports onnxruntime too
         self.quantize = quantize
         self.threads = threads
         self.owner = owner
