@@ -22,9 +22,15 @@ class GlinerPipe(TrainablePipe):
 
     A ``TrainablePipe`` whose network is a torch module trained by the component's own optimizer
     inside ``update`` (the encoder and the heads learn at separate rates). thinc's slot
-    ``self.model`` therefore stays ``None``: spaCy's training loop then skips ``finish_update``,
-    and thinc's parameter averages (``use_params``) have no weights of ours to swap.
+    ``self.model`` therefore holds no weights of ours: ``None``, or a ``text_encoder`` listener
+    whose weights are the shared spaCy ``transformer``'s (stepped by that component), so thinc's
+    parameter averages (``use_params``) have nothing of ours to swap.
     """
+
+    @property
+    def listens(self) -> bool:
+        """The text tower is a shared spaCy ``transformer`` (the ``text_encoder`` setting)."""
+        return self.model is not None
 
     def finish_update(self, sgd) -> None:
         """Nothing left to do: ``update`` already stepped the component's optimizer."""

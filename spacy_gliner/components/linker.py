@@ -287,11 +287,6 @@ class GlinerLinker(TrainingSteps, GlinerPipe):
         if self.listens:
             check_listening_checkpoint(self.model, config, self.name, self.source)
 
-    @property
-    def listens(self) -> bool:
-        """The text tower is a shared spaCy ``transformer`` (the ``text_encoder`` setting)."""
-        return self.model is not None
-
     # -- lazily loaded parts -------------------------------------------------------------------
     @property
     def kb(self):

@@ -317,11 +317,6 @@ class GlinerNER(TrainableGliner, GlinerPipe):
                 f"('labels_decoder' in gliner_config.json); {self.source!r} has none. Remove these settings."
             )
 
-    @property
-    def listens(self) -> bool:
-        """The text tower is a shared spaCy ``transformer`` (the ``text_encoder`` setting)."""
-        return self.model is not None
-
     def _check_listening(self, config) -> None:
         check_listening_checkpoint(self.model, config, self.name, self.source)
 
@@ -495,8 +490,8 @@ class GlinerNER(TrainableGliner, GlinerPipe):
 
     # -- training with a shared transformer -----------------------------------------------------
     def _training_batch(self, examples: Iterable[Example], for_update: bool = True):
-        """Listening: the batch carries the listener's word vectors (a leaf tensor for an update)
-        and, for an update, the listener's backprop (:class:`listener.ListenedBatch`)."""
+        """Listening: the batch's word vectors are rows copied from the listener's per-doc vectors,
+        which send their gradients back to the transformer (:class:`listener.ListenedBatch`)."""
         if not self.listens:
             return super()._training_batch(examples, for_update)
         import sys
