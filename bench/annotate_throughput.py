@@ -22,18 +22,11 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-RESULTS = ROOT / "bench" / "results"
+from bench_paths import RESULTS  # noqa: E402  (sets up sys.path and the offline hub)
 LABELS = ["person", "organisation", "location"]
 DOMAINS = ["AI", "literature", "music", "politics", "science"]
 CORPUS_DOCS = 100_000_000

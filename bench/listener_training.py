@@ -12,19 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-RESULTS = ROOT / "bench" / "results"
+from bench_paths import RESULTS, ROOT  # noqa: E402  (sets up sys.path and the offline hub)
 CONFIG = ROOT / "component_configs" / "gliner_ner_listener_train.cfg"
 LABELS = {"PER": "person", "ORG": "organization", "LOC": "location", "MISC": "miscellaneous"}
 RECORDED = []

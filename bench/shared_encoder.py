@@ -32,13 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-RESULTS = ROOT / "bench" / "results"
+from bench_paths import RESULTS  # noqa: E402  (sets up sys.path and the offline hub)
 LABELS = {"PER": "person", "ORG": "organization", "LOC": "location", "MISC": "miscellaneous"}
 CONFIGS = {"shared": "one transformer, gliner_ner listening", "two encoders": "transformer + gliner_ner's own text tower"}
 
